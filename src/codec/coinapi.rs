@@ -1,0 +1,239 @@
+//! CoinAPI market-data frames to [`Msg`]: every documented type, both heartbeat spellings,
+//! `Unknown` for the rest.
+
+use simd_json::prelude::*;
+use simd_json::tape::Tape;
+use simd_json::Buffers;
+
+use super::fields::Fields;
+use super::{DecodeError, Interner};
+use crate::model::{
+    Book, BookKind, BookL3, Exrate, Index, L3Entry, Level, Metadata, Msg, Ohlcv, Quote,
+    ReconnectNotice, ServerError, Trade, Unknown,
+};
+
+/// A decoder for one connection: owns the simd-json scratch buffers, the tape and the key
+/// interner, all reused from frame to frame.
+pub struct CoinApiDecoder {
+    buffers: Buffers,
+    tape: Option<Tape<'static>>,
+    interner: Interner,
+}
+
+impl Default for CoinApiDecoder {
+    fn default() -> Self {
+        CoinApiDecoder {
+            buffers: Buffers::new(4096),
+            tape: Some(Tape::null()),
+            interner: Interner::default(),
+        }
+    }
+}
+
+impl CoinApiDecoder {
+    /// Parses one frame in place (`frame` is scribbled on by simd-json).
+    ///
+    /// # Errors
+    /// [`DecodeError`] for invalid JSON, a non-object, a missing `type`, or a known type whose
+    /// fields are missing or of the wrong kind.
+    pub fn decode(&mut self, frame: &mut [u8]) -> Result<Msg, DecodeError> {
+        if frame.is_empty() {
+            return Err(DecodeError("empty frame".into()));
+        }
+        // The tape is kept across frames for its allocation; `reset` re-ties its lifetime to
+        // this frame, and it is handed back emptied before the frame borrow ends.
+        let mut tape: Tape<'_> = self.tape.take().unwrap_or_else(Tape::null).reset();
+        let result = match simd_json::fill_tape(frame, &mut self.buffers, &mut tape) {
+            Ok(()) => decode_value(&tape, &mut self.interner),
+            Err(e) => Err(DecodeError(format!("invalid JSON: {e}"))),
+        };
+        self.tape = Some(tape.reset());
+        result
+    }
+}
+
+fn decode_value(tape: &Tape<'_>, interner: &mut Interner) -> Result<Msg, DecodeError> {
+    let root = tape.as_value();
+    let obj = root
+        .as_object()
+        .ok_or_else(|| DecodeError("not a JSON object".into()))?;
+    let kind = match obj.get("type") {
+        None => return Err(DecodeError("missing field `type`".into())),
+        Some(v) => v
+            .into_string()
+            .ok_or_else(|| DecodeError("field `type` is not a string".into()))?,
+    };
+    let book_kind = match kind {
+        "book" => Some(BookKind::Full),
+        "book5" => Some(BookKind::Top5),
+        "book20" => Some(BookKind::Top20),
+        "book50" => Some(BookKind::Top50),
+        _ => None,
+    };
+    if let Some(bk) = book_kind {
+        return decode_book(Fields::new("book", obj), bk, interner).map(Msg::Book);
+    }
+    let msg = match kind {
+        "trade" => {
+            let f = Fields::new("trade", obj);
+            Msg::Trade(Trade {
+                symbol_id: interner.intern(f.str("symbol_id")?),
+                sequence: f.u64("sequence")?,
+                time_exchange: f.time("time_exchange")?,
+                time_coinapi: f.time("time_coinapi")?,
+                uuid: f.str("uuid")?.into(),
+                price: f.f64("price")?,
+                size: f.f64("size")?,
+                taker_side: interner.intern(f.opt_str("taker_side")?.unwrap_or("UNKNOWN")),
+            })
+        }
+        "quote" => {
+            let f = Fields::new("quote", obj);
+            Msg::Quote(Quote {
+                symbol_id: interner.intern(f.str("symbol_id")?),
+                sequence: f.u64("sequence")?,
+                time_exchange: f.time("time_exchange")?,
+                time_coinapi: f.time("time_coinapi")?,
+                ask_price: f.f64("ask_price")?,
+                ask_size: f.f64("ask_size")?,
+                bid_price: f.f64("bid_price")?,
+                bid_size: f.f64("bid_size")?,
+            })
+        }
+        "book_l3" => {
+            let f = Fields::new("book_l3", obj);
+            Msg::BookL3(BookL3 {
+                symbol_id: interner.intern(f.str("symbol_id")?),
+                sequence: f.u64("sequence")?,
+                time_exchange: f.time("time_exchange")?,
+                time_coinapi: f.time("time_coinapi")?,
+                is_snapshot: f.bool("is_snapshot")?,
+                asks: l3_side(&f, "asks", interner)?,
+                bids: l3_side(&f, "bids", interner)?,
+            })
+        }
+        "ohlcv" => {
+            let f = Fields::new("ohlcv", obj);
+            Msg::Ohlcv(Ohlcv {
+                symbol_id: interner.intern(f.str("symbol_id")?),
+                sequence: f.u64("sequence")?,
+                period_id: interner.intern(f.str("period_id")?),
+                time_period_start: f.time("time_period_start")?,
+                time_period_end: f.time("time_period_end")?,
+                time_open: f.opt_time("time_open")?,
+                time_close: f.opt_time("time_close")?,
+                price_open: f.opt_f64("price_open")?,
+                price_high: f.opt_f64("price_high")?,
+                price_low: f.opt_f64("price_low")?,
+                price_close: f.opt_f64("price_close")?,
+                volume_traded: f.f64("volume_traded")?,
+                trades_count: f.u64("trades_count")?,
+            })
+        }
+        "exrate" => {
+            let f = Fields::new("exrate", obj);
+            Msg::Exrate(Exrate {
+                asset_id_base: interner.intern(f.str("asset_id_base")?),
+                asset_id_quote: interner.intern(f.str("asset_id_quote")?),
+                rate_type: interner.intern(f.opt_str("rate_type")?.unwrap_or("")),
+                time: f.time("time")?,
+                rate: f.f64("rate")?,
+            })
+        }
+        "index" => {
+            let f = Fields::new("index", obj);
+            Msg::Index(Index {
+                index_id: interner.intern(f.str("index_id")?),
+                sequence: f.u64("sequence")?,
+                time_coinapi: f.time("time_coinapi")?,
+                value: f.f64("value")?,
+            })
+        }
+        // The market-data docs and official SDKs spell it `hearbeat`; the Indexes docs
+        // `heartbeat`. Both are the same message.
+        "heartbeat" | "hearbeat" => Msg::Heartbeat,
+        "reconnect" => {
+            let f = Fields::new("reconnect", obj);
+            Msg::Reconnect(ReconnectNotice {
+                within_seconds: f.i64("within_seconds")?,
+                before_time: f.time("before_time")?,
+            })
+        }
+        "error" => {
+            let f = Fields::new("error", obj);
+            Msg::Error(ServerError {
+                message: f.opt_str("message")?.unwrap_or("").into(),
+                error_type: None,
+            })
+        }
+        "asset" | "exchange" | "symbol" => Msg::Metadata(Metadata {
+            kind: interner.intern(kind),
+            json: root.encode().into(),
+        }),
+        other => Msg::Unknown(Unknown {
+            kind: other.into(),
+            raw: root.encode().into(),
+        }),
+    };
+    Ok(msg)
+}
+
+fn decode_book(
+    f: Fields<'_, '_>,
+    kind: BookKind,
+    interner: &mut Interner,
+) -> Result<Book, DecodeError> {
+    Ok(Book {
+        kind,
+        symbol_id: interner.intern(f.str("symbol_id")?),
+        sequence: f.u64("sequence")?,
+        time_exchange: f.time("time_exchange")?,
+        time_coinapi: f.time("time_coinapi")?,
+        // Only the full book has updates; top-N messages are snapshots by definition.
+        is_snapshot: match kind {
+            BookKind::Full => f.bool("is_snapshot")?,
+            _ => true,
+        },
+        asks: l2_side(&f, "asks")?,
+        bids: l2_side(&f, "bids")?,
+    })
+}
+
+fn l2_side(f: &Fields<'_, '_>, side: &'static str) -> Result<Vec<Level>, DecodeError> {
+    let Some(arr) = f.opt_array(side)? else {
+        return Ok(Vec::new());
+    };
+    let mut out = Vec::with_capacity(arr.len());
+    for v in arr.iter() {
+        let o = v
+            .as_object()
+            .ok_or_else(|| DecodeError(format!("{}: `{side}` entry is not an object", f.what)))?;
+        let e = Fields::new(f.what, o);
+        out.push((e.f64("price")?, e.f64("size")?));
+    }
+    Ok(out)
+}
+
+fn l3_side(
+    f: &Fields<'_, '_>,
+    side: &'static str,
+    interner: &mut Interner,
+) -> Result<Vec<L3Entry>, DecodeError> {
+    let Some(arr) = f.opt_array(side)? else {
+        return Ok(Vec::new());
+    };
+    let mut out = Vec::with_capacity(arr.len());
+    for v in arr.iter() {
+        let o = v
+            .as_object()
+            .ok_or_else(|| DecodeError(format!("{}: `{side}` entry is not an object", f.what)))?;
+        let e = Fields::new(f.what, o);
+        out.push(L3Entry {
+            id: e.opt_str("id")?.map(Into::into),
+            price: e.f64("price")?,
+            size: e.f64("size")?,
+            update_type: e.opt_str("update_type")?.map(|s| interner.intern(s)),
+        });
+    }
+    Ok(out)
+}

@@ -1,0 +1,1 @@
+//! Table-driven decoder tests over recorded frames (being written).

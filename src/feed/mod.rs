@@ -1,0 +1,6 @@
+//! Venue-neutral stream logic as plain state machines: sequence tracking, liveness deadlines
+//! and reconnect backoff. No sockets, no clocks of its own: callers pass `now`.
+
+pub mod backoff;
+pub mod liveness;
+pub mod sequence;
