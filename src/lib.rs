@@ -1,7 +1,20 @@
 //! tickwire's core: a real-time market-data client whose socket, timers, parsing and
 //! bookkeeping run in Rust, handing typed message batches to Python.
 
+pub mod client;
 pub mod codec;
+pub mod delivery;
 pub mod feed;
 pub mod model;
 pub mod protocol;
+pub mod transport;
+pub mod error;
+pub mod py;
+
+use pyo3::prelude::*;
+
+/// The extension module `tickwire._core`.
+#[pymodule]
+fn _core(m: &Bound<'_, PyModule>) -> PyResult<()> {
+    py::register(m)
+}

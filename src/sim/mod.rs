@@ -1,1 +1,4 @@
-pub fn x(){}
+//! temp
+#![allow(dead_code)]
+pub(crate) mod fmt;
+pub(crate) mod market;

@@ -1,0 +1,91 @@
+"""tickwire: a real-time market-data client for Python with a Rust core.
+
+The Rust core owns the WebSocket, the timers, SIMD JSON parsing, sequence checks and
+reconnects; Python receives batches of typed, frozen messages.
+
+Exceptions::
+
+    TickwireError
+    ├── ConnectError    the server could not be reached, or reconnecting gave up
+    ├── AuthError       the server refused the API key (never retried)
+    ├── ProtocolError   the server broke the protocol beyond recovery
+    └── StreamClosed    the stream was closed and then used
+"""
+
+from __future__ import annotations
+
+import logging
+
+from ._core import (
+    AuthError,
+    Batch,
+    Book,
+    BookL3,
+    ConnectError,
+    Connected,
+    Disconnected,
+    Dropped,
+    Exrate,
+    Faults,
+    Gap,
+    Heartbeat,
+    Index,
+    Metadata,
+    Ohlcv,
+    ParseError,
+    ProtocolError,
+    Quote,
+    ReconnectNotice,
+    ServerError,
+    SimStats,
+    Simulator,
+    Stale,
+    Stats,
+    StreamClosed,
+    Switched,
+    TickwireError,
+    Trade,
+    Unknown,
+    __version__,
+)
+from ._feeds import CoinAPI, ReconnectPolicy
+from ._stream import Stream, connect
+
+logging.getLogger("tickwire").addHandler(logging.NullHandler())
+
+__all__ = [
+    "AuthError",
+    "Batch",
+    "Book",
+    "BookL3",
+    "CoinAPI",
+    "ConnectError",
+    "Connected",
+    "Disconnected",
+    "Dropped",
+    "Exrate",
+    "Faults",
+    "Gap",
+    "Heartbeat",
+    "Index",
+    "Metadata",
+    "Ohlcv",
+    "ParseError",
+    "ProtocolError",
+    "Quote",
+    "ReconnectNotice",
+    "ReconnectPolicy",
+    "ServerError",
+    "SimStats",
+    "Simulator",
+    "Stale",
+    "Stats",
+    "Stream",
+    "StreamClosed",
+    "Switched",
+    "TickwireError",
+    "Trade",
+    "Unknown",
+    "__version__",
+    "connect",
+]

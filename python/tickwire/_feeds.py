@@ -1,0 +1,112 @@
+"""Feeds and policies: immutable descriptions of what to connect to and how to recover."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from typing import Literal
+
+OnNotice = Literal["make_before_break", "immediate", "wait_for_close"]
+
+
+def _strings(name: str, values: Iterable[str] | str) -> tuple[str, ...]:
+    if isinstance(values, str):
+        return (values,)
+    out = tuple(values)
+    for v in out:
+        if not isinstance(v, str):
+            raise TypeError(f"{name} must hold strings, not {type(v).__name__}")
+    return out
+
+
+@dataclass(frozen=True)
+class ReconnectPolicy:
+    """Exponential backoff with jitter, reset after a connection that lived 10 s.
+
+    Attempt ``n`` (0-based) waits
+    ``min(max_delay, initial_delay * factor**n) * uniform(1 - jitter, 1 + jitter)``.
+    """
+
+    on_notice: OnNotice = "make_before_break"
+    initial_delay: float = 0.1
+    max_delay: float = 30.0
+    factor: float = 2.0
+    jitter: float = 0.2
+    max_attempts: int | None = None
+
+    def __post_init__(self) -> None:
+        if self.on_notice not in ("make_before_break", "immediate", "wait_for_close"):
+            raise ValueError(f"unknown on_notice {self.on_notice!r}")
+        if not self.initial_delay > 0:
+            raise ValueError("initial_delay must be > 0 (the first retry never waits 0)")
+        if self.max_delay < self.initial_delay:
+            raise ValueError("max_delay must be >= initial_delay")
+        if self.factor < 1:
+            raise ValueError("factor must be >= 1")
+        if not 0 <= self.jitter < 1:
+            raise ValueError("jitter must be in [0, 1)")
+        if self.max_attempts is not None and self.max_attempts < 0:
+            raise ValueError("max_attempts must be >= 0")
+
+
+@dataclass(frozen=True)
+class CoinAPI:
+    """The CoinAPI market-data WebSocket (V1). Each option maps to one ``hello`` field.
+
+    The key comes from ``api_key`` or the ``COINAPI_KEY`` environment variable and travels
+    in the ``X-CoinAPI-Key`` upgrade header; it never appears in a repr or an error.
+    """
+
+    api_key: str | None = field(default=None, repr=False)
+    url: str = "wss://ws.coinapi.io/v1/"
+    data_types: tuple[str, ...] = ("trade",)
+    symbols: tuple[str, ...] = ()
+    assets: tuple[str, ...] = ()
+    exchanges: tuple[str, ...] = ()
+    periods: tuple[str, ...] = ()
+    index_ids: tuple[str, ...] = ()
+    heartbeat: bool = True
+    update_limit_ms_quote: int | None = None
+    update_limit_ms_book_snapshot: int | None = None
+    update_limit_ms_exrate: int | None = None
+    update_limit_ms_index: int | None = None
+
+    def __init__(
+        self,
+        api_key: str | None = None,
+        *,
+        url: str = "wss://ws.coinapi.io/v1/",
+        data_types: Iterable[str] = ("trade",),
+        symbols: Iterable[str] = (),
+        assets: Iterable[str] = (),
+        exchanges: Iterable[str] = (),
+        periods: Iterable[str] = (),
+        index_ids: Iterable[str] = (),
+        heartbeat: bool = True,
+        update_limit_ms_quote: int | None = None,
+        update_limit_ms_book_snapshot: int | None = None,
+        update_limit_ms_exrate: int | None = None,
+        update_limit_ms_index: int | None = None,
+    ) -> None:
+        key = api_key if api_key is not None else os.environ.get("COINAPI_KEY")
+        values = {
+            "api_key": key,
+            "url": url,
+            "data_types": _strings("data_types", data_types),
+            "symbols": _strings("symbols", symbols),
+            "assets": _strings("assets", assets),
+            "exchanges": _strings("exchanges", exchanges),
+            "periods": _strings("periods", periods),
+            "index_ids": _strings("index_ids", index_ids),
+            "heartbeat": bool(heartbeat),
+            "update_limit_ms_quote": update_limit_ms_quote,
+            "update_limit_ms_book_snapshot": update_limit_ms_book_snapshot,
+            "update_limit_ms_exrate": update_limit_ms_exrate,
+            "update_limit_ms_index": update_limit_ms_index,
+        }
+        for name, value in values.items():
+            object.__setattr__(self, name, value)
+
+    def _headers(self) -> list[tuple[str, str]]:
+        return [("X-CoinAPI-Key", self.api_key)] if self.api_key else []

@@ -1,0 +1,203 @@
+"""`Stream`: sync and asyncio iteration over batches from the Rust core."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator, Iterator
+from types import TracebackType
+from typing import Literal
+
+from . import _core
+from ._core import Batch, Stats, StreamClosed
+from ._feeds import CoinAPI, ReconnectPolicy
+
+Overflow = Literal["block", "drop_oldest"]
+
+_UNSET = ReconnectPolicy()
+
+
+class Stream:
+    """A live stream of batches. Made by :func:`connect`; the connection is made in the
+    background, and entering the stream (``with`` / ``async with``) waits for it."""
+
+    def __init__(self, core: _core.StreamCore, connect_timeout: float) -> None:
+        self._core = core
+        self._connect_timeout = connect_timeout
+        self._ended = False
+
+    # -- sync ---------------------------------------------------------------------------
+    def __enter__(self) -> Stream:
+        self._core.wait_connected(self._connect_timeout)
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.close()
+
+    def __iter__(self) -> Iterator[Batch]:
+        return self
+
+    def __next__(self) -> Batch:
+        batch = self.next_batch()
+        if batch is None:
+            raise StopIteration
+        return batch
+
+    def next_batch(self, timeout: float | None = None) -> Batch | None:
+        """The next batch; ``None`` on timeout or at the end of the stream.
+
+        Waits with the GIL released; Ctrl-C interrupts the wait.
+        """
+        if self._ended:
+            if self._core.closed:
+                raise StreamClosed("the stream is closed")
+            return None
+        got = self._core.poll(timeout)
+        if isinstance(got, Batch):
+            return got
+        if got is False:
+            self._ended = True
+        return None
+
+    # -- asyncio ------------------------------------------------------------------------
+    async def __aenter__(self) -> Stream:
+        while not self._core.connected_or_arm():
+            await self._readable()
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.close()
+
+    def __aiter__(self) -> AsyncIterator[Batch]:
+        return self
+
+    async def __anext__(self) -> Batch:
+        if self._ended:
+            if self._core.closed:
+                raise StreamClosed("the stream is closed")
+            raise StopAsyncIteration
+        while True:
+            got = self._core.poll_or_arm()
+            if isinstance(got, Batch):
+                return got
+            if got is False:
+                self._ended = True
+                raise StopAsyncIteration
+            await self._readable()
+
+    async def _readable(self) -> None:
+        """Sleeps until the core writes to its wake-up fd (once per ready batch)."""
+        loop = asyncio.get_running_loop()
+        fd = self._core.wake_fd
+        fut: asyncio.Future[None] = loop.create_future()
+
+        def ready() -> None:
+            if not fut.done():
+                fut.set_result(None)
+
+        loop.add_reader(fd, ready)
+        try:
+            await fut
+        finally:
+            loop.remove_reader(fd)
+
+    def queue(self, maxsize: int = 0) -> asyncio.Queue[Batch]:
+        """An ``asyncio.Queue`` fed with this stream's batches by a task, for fan-out.
+
+        The task ends with the stream; iteration errors are re-raised by the task.
+        """
+        q: asyncio.Queue[Batch] = asyncio.Queue(maxsize)
+
+        async def pump() -> None:
+            async for batch in self:
+                await q.put(batch)
+
+        self._pump = asyncio.get_running_loop().create_task(pump())
+        return q
+
+    # -- control ------------------------------------------------------------------------
+    def subscribe(self, **scope: list[str] | tuple[str, ...]) -> None:
+        """Adds to the subscription live (CoinAPI: ``data_types=``, ``symbols=``, ...)."""
+        self._core.subscribe(**{k: list(v) for k, v in scope.items()})
+
+    def unsubscribe(self, **scope: list[str] | tuple[str, ...]) -> None:
+        """Removes from the subscription live."""
+        self._core.unsubscribe(**{k: list(v) for k, v in scope.items()})
+
+    def stats(self) -> Stats:
+        return self._core.stats()
+
+    def close(self) -> None:
+        """Closes the connection; iterating afterwards raises :class:`StreamClosed`."""
+        self._ended = True
+        self._core.close()
+
+
+def connect(
+    feed: CoinAPI,
+    *,
+    batch_size: int = 1024,
+    queue_size: int = 262_144,
+    overflow: Overflow = "block",
+    heartbeat_timeout: float | None = None,
+    ping_timeout: float | None = 10.0,
+    connect_timeout: float = 10.0,
+    reconnect: ReconnectPolicy | None = _UNSET,
+    compression: bool = True,
+    max_message_size: int = 16 * 2**20,
+    ca_file: str | None = None,
+    keep_raw: bool = False,
+) -> Stream:
+    """Starts streaming ``feed`` in the background and returns the :class:`Stream`.
+
+    Never blocks: errors surface when the stream is entered or iterated.
+    """
+    if not isinstance(feed, CoinAPI):
+        raise TypeError(f"feed must be tickwire.CoinAPI, not {type(feed).__name__}")
+    policy = (
+        None
+        if reconnect is None
+        else (
+            reconnect.initial_delay,
+            reconnect.max_delay,
+            reconnect.factor,
+            reconnect.jitter,
+            reconnect.max_attempts,
+        )
+    )
+    core = _core.StreamCore(
+        feed.url,
+        headers=feed._headers(),
+        data_types=list(feed.data_types),
+        symbols=list(feed.symbols),
+        assets=list(feed.assets),
+        exchanges=list(feed.exchanges),
+        periods=list(feed.periods),
+        index_ids=list(feed.index_ids),
+        heartbeat=feed.heartbeat,
+        update_limit_ms_quote=feed.update_limit_ms_quote,
+        update_limit_ms_book_snapshot=feed.update_limit_ms_book_snapshot,
+        update_limit_ms_exrate=feed.update_limit_ms_exrate,
+        update_limit_ms_index=feed.update_limit_ms_index,
+        batch_size=batch_size,
+        queue_size=queue_size,
+        overflow=overflow,
+        heartbeat_timeout=heartbeat_timeout,
+        ping_timeout=ping_timeout,
+        connect_timeout=connect_timeout,
+        reconnect=policy,
+        compression=compression,
+        max_message_size=max_message_size,
+        ca_file=ca_file,
+        keep_raw=keep_raw,
+    )
+    return Stream(core, connect_timeout)

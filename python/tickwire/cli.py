@@ -1,0 +1,544 @@
+"""The ``tickwire`` command line: ``demo``, ``sim`` and ``stream coinapi``.
+
+``tickwire demo``            simulator + client in one process: live progress, then a summary
+``tickwire sim``             serve the bundled simulator until Ctrl-C
+``tickwire stream coinapi``  a real CoinAPI endpoint (key from ``COINAPI_KEY``) as JSON lines
+
+Exit codes (all subcommands):
+
+* 0 -- finished: the time or count asked for was reached, the server ended the stream, or the
+  user pressed Ctrl-C (the documented way to stop ``sim`` and an open-ended ``stream``)
+* 1 -- a tickwire error (cannot connect, protocol error, stream closed) or, for ``demo``, no data
+* 2 -- usage: bad arguments, or a required environment variable is missing
+* 3 -- the server rejected the API key (``AuthError``)
+
+Only public ``tickwire`` names are used here, so this module doubles as an example of the API.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import signal
+import sys
+import threading
+import time
+from collections import Counter
+from collections.abc import Callable, Iterable, Sequence
+from types import FrameType
+from typing import Any, TextIO
+
+import tickwire as tw
+
+__all__ = ["main"]
+
+EXIT_OK = 0
+EXIT_ERROR = 1
+EXIT_USAGE = 2
+EXIT_AUTH = 3
+
+#: Every CoinAPI market-data type the simulator generates.
+MARKET_TYPES: tuple[str, ...] = (
+    "trade",
+    "quote",
+    "book",
+    "book5",
+    "book20",
+    "book50",
+    "book_l3",
+    "ohlcv",
+    "exrate",
+    "index",
+)
+
+#: ``.type`` of the events tickwire itself puts in the stream.
+EVENT_TYPES: frozenset[str] = frozenset(
+    {"connected", "disconnected", "gap", "stale", "dropped", "switched", "parse_error"}
+)
+
+#: ``.type`` of server notices that are neither market data nor tickwire events.
+NOTICE_TYPES: frozenset[str] = frozenset({"heartbeat", "reconnect", "error"})
+
+# Attribute names per class, as in the public API contract (DESIGN.md); used to turn a message
+# into JSON without reaching into anything private.
+_FIELDS: tuple[tuple[type[Any], tuple[str, ...]], ...] = (
+    (
+        tw.Trade,
+        (
+            "symbol_id",
+            "sequence",
+            "time_exchange",
+            "time_coinapi",
+            "uuid",
+            "price",
+            "size",
+            "taker_side",
+        ),
+    ),
+    (
+        tw.Quote,
+        (
+            "symbol_id",
+            "sequence",
+            "time_exchange",
+            "time_coinapi",
+            "ask_price",
+            "ask_size",
+            "bid_price",
+            "bid_size",
+        ),
+    ),
+    (
+        tw.Book,
+        (
+            "symbol_id",
+            "sequence",
+            "time_exchange",
+            "time_coinapi",
+            "is_snapshot",
+            "asks",
+            "bids",
+        ),
+    ),
+    (
+        tw.BookL3,
+        (
+            "symbol_id",
+            "sequence",
+            "time_exchange",
+            "time_coinapi",
+            "is_snapshot",
+            "asks",
+            "bids",
+        ),
+    ),
+    (
+        tw.Ohlcv,
+        (
+            "symbol_id",
+            "sequence",
+            "period_id",
+            "time_period_start",
+            "time_period_end",
+            "time_open",
+            "time_close",
+            "price_open",
+            "price_high",
+            "price_low",
+            "price_close",
+            "volume_traded",
+            "trades_count",
+        ),
+    ),
+    (tw.Exrate, ("asset_id_base", "asset_id_quote", "rate_type", "time", "rate")),
+    (tw.Index, ("index_id", "sequence", "time_coinapi", "value")),
+    (tw.Heartbeat, ()),
+    (tw.ReconnectNotice, ("within_seconds", "before_time")),
+    (tw.ServerError, ("message", "error_type")),
+    (tw.Metadata, ("fields",)),
+    (tw.Unknown, ("raw",)),
+    (tw.Connected, ("url", "attempt")),
+    (tw.Disconnected, ("reason", "code")),
+    (tw.Gap, ("msg_type", "key", "expected", "received")),
+    (tw.Stale, ("silence_s",)),
+    (tw.Dropped, ("count", "reason")),
+    (tw.Switched, ("held", "overlap_dropped")),
+    (tw.ParseError, ("reason", "raw")),
+)
+
+
+def message_to_dict(msg: Any) -> dict[str, Any]:
+    """Return one message or event as a JSON-ready dict: ``type``, ``recv_ns``, then its fields."""
+    out: dict[str, Any] = {"type": msg.type, "recv_ns": msg.recv_ns}
+    for cls, fields in _FIELDS:
+        if isinstance(msg, cls):
+            for name in fields:
+                out[name] = getattr(msg, name)
+            break
+    return out
+
+
+# --------------------------------------------------------------------------------------------
+# demo
+
+
+class _Progress:
+    """The live line: rewritten in place on a terminal, one plain line per second otherwise."""
+
+    def __init__(self, out: TextIO, *, tty: bool) -> None:
+        self.out = out
+        self.tty = tty
+        self.interval = 0.25 if tty else 1.0
+        self.started = time.monotonic()
+        self.last_at = self.started
+        self.last_count = 0
+        self.width = 0
+
+    def due(self, now: float) -> bool:
+        return now - self.last_at >= self.interval
+
+    def show(self, now: float, data: int, gaps: int, stats: tw.Stats) -> None:
+        rate = (data - self.last_count) / max(now - self.last_at, 1e-9)
+        self.last_at, self.last_count = now, data
+        lat = stats.latency_us
+        line = (
+            f"{now - self.started:6.1f}s  messages {data:>12,}  {rate:>11,.0f} msg/s  "
+            f"gaps {gaps:,}  duplicates {stats.duplicates:,}  "
+            f"latency p50 {_fmt_us(lat.get('p50'))} p99 {_fmt_us(lat.get('p99'))}"
+        )
+        if self.tty:
+            pad = max(self.width - len(line), 0)
+            self.width = len(line)
+            self.out.write("\r" + line + " " * pad)
+        else:
+            self.out.write(line + "\n")
+        self.out.flush()
+
+    def finish(self) -> None:
+        if self.tty and self.width:
+            self.out.write("\n")
+            self.out.flush()
+
+
+def _fmt_us(value: float | None) -> str:
+    return "-" if value is None else f"{value:,.0f} us"
+
+
+def _summary(
+    out: TextIO,
+    *,
+    url: str,
+    elapsed: float,
+    counts: Counter[str],
+    stats: tw.Stats,
+    interrupted: bool,
+) -> int:
+    """Print the summary table; return the number of market-data messages."""
+    data_types = sorted(t for t in counts if t not in EVENT_TYPES and t not in NOTICE_TYPES)
+    data = sum(counts[t] for t in data_types)
+    how = "stopped by Ctrl-C after" if interrupted else "ran"
+    out.write(f"\ntickwire demo {how} {elapsed:.1f} s against the simulator at {url}\n\n")
+    out.write(f"  {'type':<16}{'messages':>14}\n")
+    for t in data_types:
+        out.write(f"  {t:<16}{counts[t]:>14,}\n")
+    out.write(f"  {'-' * 30}\n")
+    out.write(f"  {'total':<16}{data:>14,}\n")
+    out.write(f"  {'rate':<16}{data / max(elapsed, 1e-9):>14,.0f} msg/s\n\n")
+    other = sorted(t for t in counts if t in EVENT_TYPES or t in NOTICE_TYPES)
+    if other:
+        out.write("  events and notices: ")
+        out.write(", ".join(f"{t} {counts[t]:,}" for t in other) + "\n")
+    out.write(
+        f"  gaps {stats.gaps:,}  duplicates {stats.duplicates:,}  "
+        f"parse errors {stats.parse_errors:,}  dropped {stats.dropped:,}  "
+        f"reconnects {stats.reconnects:,}\n"
+    )
+    out.write(f"  bytes {stats.bytes:,}  batches {stats.batches:,}\n")
+    lat = stats.latency_us
+    out.write(
+        "  latency socket read -> Python: "
+        f"p50 {_fmt_us(lat.get('p50'))}  p99 {_fmt_us(lat.get('p99'))}  "
+        f"max {_fmt_us(lat.get('max'))}\n"
+    )
+    out.flush()
+    return data
+
+
+def cmd_demo(args: argparse.Namespace) -> int:
+    seconds = float(args.seconds)
+    out = sys.stdout
+    tty = out.isatty() and not args.plain
+    counts: Counter[str] = Counter()
+    interrupted = False
+    with tw.Simulator(
+        rate=int(args.rate), symbols=int(args.symbols), seed=int(args.seed), total=None
+    ) as sim:
+        url = sim.url
+        feed = tw.CoinAPI(url=url, data_types=MARKET_TYPES, symbols=_demo_filter(args))
+        out.write(f"tickwire demo: simulator at {url}, {seconds:g} s, Ctrl-C to stop early\n")
+        out.flush()
+        progress = _Progress(out, tty=tty)
+        started = time.monotonic()
+        with tw.connect(feed) as stream:
+            try:
+                deadline = started + seconds
+                while True:
+                    now = time.monotonic()
+                    if now >= deadline:
+                        break
+                    batch = stream.next_batch(timeout=min(0.1, deadline - now))
+                    if batch is not None:
+                        counts.update(m.type for m in batch)
+                    now = time.monotonic()
+                    if progress.due(now):
+                        data = sum(
+                            n
+                            for t, n in counts.items()
+                            if t not in EVENT_TYPES and t not in NOTICE_TYPES
+                        )
+                        progress.show(now, data, counts["gap"], stream.stats())
+            except KeyboardInterrupt:
+                interrupted = True
+            elapsed = time.monotonic() - started
+            stats = stream.stats()
+        progress.finish()
+    data = _summary(
+        out, url=url, elapsed=elapsed, counts=counts, stats=stats, interrupted=interrupted
+    )
+    if data == 0:
+        print("tickwire demo: no market data arrived", file=sys.stderr)
+        return EXIT_ERROR
+    return EXIT_OK
+
+
+def _demo_filter(args: argparse.Namespace) -> tuple[str, ...]:
+    return tuple(args.filter or ())
+
+
+# --------------------------------------------------------------------------------------------
+# sim
+
+
+def cmd_sim(args: argparse.Namespace) -> int:
+    seconds = None if args.seconds is None else float(args.seconds)
+    with tw.Simulator(
+        args.protocol,
+        host=str(args.host),
+        port=int(args.port),
+        rate=int(args.rate),
+        symbols=int(args.symbols),
+        seed=int(args.seed),
+        total=None if args.total is None else int(args.total),
+        heartbeat_spelling=str(args.heartbeat_spelling),
+    ) as sim:
+        if args.protocol == "coinapi":
+            print(f"coinapi {sim.url}", flush=True)
+        else:
+            print(f"prices {sim.url_for('prices')}", flush=True)
+            print(f"orders {sim.url_for('orders')}", flush=True)
+        until = f"for {seconds:g} s" if seconds is not None else "until Ctrl-C"
+        print(f"tickwire sim: serving {args.protocol} {until}", file=sys.stderr, flush=True)
+        deadline = None if seconds is None else time.monotonic() + seconds
+        try:
+            while deadline is None or time.monotonic() < deadline:
+                time.sleep(0.1 if deadline is None else min(0.1, deadline - time.monotonic()))
+        except KeyboardInterrupt:
+            pass
+        st = sim.stats()
+        print(
+            f"tickwire sim: {st.connections} connections, {st.messages_sent:,} messages, "
+            f"{st.bytes_sent:,} bytes sent, {st.generated:,} generated",
+            file=sys.stderr,
+            flush=True,
+        )
+    return EXIT_OK
+
+
+# --------------------------------------------------------------------------------------------
+# stream
+
+
+def _split(values: Iterable[str] | None) -> tuple[str, ...]:
+    """Accept both ``--types trade quote`` and ``--types trade,quote``."""
+    out: list[str] = []
+    for v in values or ():
+        out.extend(p for p in v.split(",") if p)
+    return tuple(out)
+
+
+def cmd_stream_coinapi(args: argparse.Namespace) -> int:
+    if not os.environ.get("COINAPI_KEY"):
+        print("tickwire stream coinapi: set COINAPI_KEY to your CoinAPI key", file=sys.stderr)
+        return EXIT_USAGE
+    types = _split(args.types) or ("trade",)
+    feed = tw.CoinAPI(
+        url=str(args.url),
+        data_types=types,
+        symbols=_split(args.symbols),
+        assets=_split(args.assets),
+        exchanges=_split(args.exchanges),
+        periods=_split(args.periods),
+        index_ids=_split(args.index_ids),
+    )
+    count = None if args.count is None else int(args.count)
+    deadline = None if args.seconds is None else time.monotonic() + float(args.seconds)
+    show_events = not args.data_only
+    seen = 0
+    ended_by_server = False
+    out = sys.stdout
+    with tw.connect(feed, keep_raw=bool(args.raw)) as stream:
+        try:
+            while count is None or seen < count:
+                timeout = 0.5
+                if deadline is not None:
+                    timeout = min(timeout, deadline - time.monotonic())
+                    if timeout <= 0:
+                        break
+                try:
+                    batch = stream.next_batch(timeout=timeout)
+                except StopIteration:
+                    # reconnect=None and the server closed: the stream has ended normally.
+                    ended_by_server = True
+                    break
+                if batch is None:
+                    continue
+                lines = []
+                for msg in batch:
+                    is_data = msg.type not in EVENT_TYPES and msg.type not in NOTICE_TYPES
+                    if is_data or show_events:
+                        d = message_to_dict(msg)
+                        if args.raw:
+                            d["raw"] = msg.raw
+                        lines.append(json.dumps(d, separators=(",", ":")))
+                    if is_data:
+                        seen += 1
+                        if count is not None and seen >= count:
+                            break
+                if lines:
+                    out.write("\n".join(lines) + "\n")
+                    out.flush()
+        except KeyboardInterrupt:
+            pass
+    if ended_by_server:
+        print("tickwire stream: the server ended the stream", file=sys.stderr)
+    return EXIT_OK
+
+
+# --------------------------------------------------------------------------------------------
+# entry point
+
+
+def _positive_float(text: str) -> float:
+    value = float(text)
+    if value <= 0:
+        raise argparse.ArgumentTypeError(f"must be > 0, got {text}")
+    return value
+
+
+def _non_negative_int(text: str) -> int:
+    value = int(text)
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"must be >= 0, got {text}")
+    return value
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="tickwire",
+        description="Real-time market data with a Rust core: demo, simulator, live streams.",
+        epilog="Exit codes: 0 done, 1 tickwire error, 2 usage, 3 API key rejected.",
+    )
+    parser.add_argument("--version", action="version", version=f"tickwire {tw.__version__}")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    demo = sub.add_parser(
+        "demo",
+        help="simulator + client in one process: live progress, then a summary",
+        description="Start the bundled simulator and a client subscribed to every market type; "
+        "show live progress, then a summary table.",
+    )
+    demo.add_argument(
+        "--rate",
+        type=_non_negative_int,
+        default=0,
+        help="simulated events per second; 0 = as fast as the socket takes them (default)",
+    )
+    demo.add_argument("--seconds", type=_positive_float, default=10.0, help="run time (10)")
+    demo.add_argument(
+        "--symbols", type=_non_negative_int, default=100, help="number of simulated symbols (100)"
+    )
+    demo.add_argument(
+        "--filter",
+        action="append",
+        metavar="SYMBOL",
+        help="subscribe only to this symbol_id prefix (trailing $: exact); repeatable",
+    )
+    demo.add_argument("--seed", type=int, default=0, help="simulator seed (0)")
+    demo.add_argument("--plain", action="store_true", help="plain lines even on a terminal")
+    demo.set_defaults(func=cmd_demo)
+
+    sim = sub.add_parser(
+        "sim",
+        help="serve the bundled simulator until Ctrl-C",
+        description="Serve the bundled market simulator; prints its URL(s), one per line.",
+    )
+    sim.add_argument("--protocol", choices=("coinapi", "moment"), default="coinapi")
+    sim.add_argument("--host", default="127.0.0.1", help="address to bind (127.0.0.1)")
+    sim.add_argument("--port", type=_non_negative_int, default=0, help="0 = any free port (0)")
+    sim.add_argument("--rate", type=_non_negative_int, default=10_000, help="events/s (10000)")
+    sim.add_argument("--symbols", type=_non_negative_int, default=100, help="symbols (100)")
+    sim.add_argument("--seed", type=int, default=0, help="seed (0)")
+    sim.add_argument("--total", type=_non_negative_int, default=None, help="stop after N events")
+    sim.add_argument("--heartbeat-spelling", choices=("heartbeat", "hearbeat"), default="heartbeat")
+    sim.add_argument("--seconds", type=_positive_float, default=None, help="serve this long")
+    sim.set_defaults(func=cmd_sim)
+
+    stream = sub.add_parser(
+        "stream",
+        help="stream a real endpoint as JSON lines",
+        description="Stream a real market-data endpoint and print one JSON object per line.",
+    )
+    venues = stream.add_subparsers(dest="venue", required=True, metavar="VENUE")
+    coinapi = venues.add_parser(
+        "coinapi",
+        help="CoinAPI market data (key from COINAPI_KEY)",
+        description="Stream CoinAPI market data; the key is read from COINAPI_KEY.",
+    )
+    coinapi.add_argument("--url", default="wss://ws.coinapi.io/v1/", help="endpoint URL")
+    coinapi.add_argument(
+        "--types", nargs="+", metavar="TYPE", help="data types, e.g. trade quote (trade)"
+    )
+    coinapi.add_argument(
+        "--symbols", nargs="+", metavar="SYMBOL", help="symbol_id prefixes; trailing $: exact"
+    )
+    coinapi.add_argument("--assets", nargs="+", metavar="ASSET", help="asset ids or BASE/QUOTE")
+    coinapi.add_argument("--exchanges", nargs="+", metavar="EXCHANGE", help="exchange ids")
+    coinapi.add_argument("--periods", nargs="+", metavar="PERIOD", help="OHLCV periods")
+    coinapi.add_argument("--index-ids", nargs="+", metavar="INDEX", help="index ids")
+    coinapi.add_argument(
+        "--count", type=_non_negative_int, default=None, help="stop after N data messages"
+    )
+    coinapi.add_argument("--seconds", type=_positive_float, default=None, help="stop after S s")
+    coinapi.add_argument("--raw", action="store_true", help="include each message's raw text")
+    coinapi.add_argument(
+        "--data-only", action="store_true", help="leave out events, heartbeats and notices"
+    )
+    coinapi.set_defaults(func=cmd_stream_coinapi)
+    return parser
+
+
+def _sigterm(signum: int, frame: FrameType | None) -> None:
+    # Treat SIGTERM like Ctrl-C so the simulator and streams close cleanly.
+    raise KeyboardInterrupt
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run the ``tickwire`` command; return its exit code."""
+    args = build_parser().parse_args(argv)
+    func: Callable[[argparse.Namespace], int] = args.func
+    in_main_thread = threading.current_thread() is threading.main_thread()
+    previous = signal.signal(signal.SIGTERM, _sigterm) if in_main_thread else None
+    try:
+        return func(args)
+    except tw.AuthError as exc:
+        print(f"tickwire: API key rejected: {exc}", file=sys.stderr)
+        return EXIT_AUTH
+    except tw.TickwireError as exc:
+        print(f"tickwire: {type(exc).__name__}: {exc}", file=sys.stderr)
+        return EXIT_ERROR
+    except BrokenPipeError:
+        # Output piped into `head` and friends: not an error. Point stdout at devnull so the
+        # interpreter's final flush does not complain again.
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        return EXIT_OK
+    except KeyboardInterrupt:
+        return EXIT_OK
+    finally:
+        if in_main_thread:
+            signal.signal(signal.SIGTERM, previous)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

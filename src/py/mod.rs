@@ -1,0 +1,34 @@
+//! The PyO3 bindings: the only code that touches the interpreter.
+
+mod batch;
+mod errors;
+mod messages;
+mod stream;
+
+use std::sync::OnceLock;
+
+use pyo3::prelude::*;
+
+/// The process-wide runtime every stream (and the simulator) runs on. Two workers: the machine
+/// class tickwire targets has few cores, and one connection task keeps one busy at most.
+pub(crate) fn runtime() -> &'static tokio::runtime::Runtime {
+    static RT: OnceLock<tokio::runtime::Runtime> = OnceLock::new();
+    RT.get_or_init(|| {
+        tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(2)
+            .thread_name("tickwire-io")
+            .enable_all()
+            .build()
+            .expect("tickwire: cannot start the I/O runtime")
+    })
+}
+
+/// Registers every class, exception and function on `tickwire._core`.
+pub fn register(m: &Bound<'_, PyModule>) -> PyResult<()> {
+    m.add("__version__", env!("CARGO_PKG_VERSION"))?;
+    errors::register(m)?;
+    messages::register(m)?;
+    m.add_class::<batch::Batch>()?;
+    stream::register(m)?;
+    Ok(())
+}

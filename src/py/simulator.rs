@@ -1,0 +1,309 @@
+//! `tickwire.Simulator` and `tickwire.Faults`: the bundled server, run on the shared runtime.
+
+use std::time::Duration;
+
+use parking_lot::Mutex;
+use pyo3::exceptions::{PyOSError, PyValueError};
+use pyo3::prelude::*;
+
+use super::runtime;
+use crate::sim::{Faults as SimFaults, HeartbeatSpelling, SimConfig, SimProtocol, SimServer};
+
+/// `tickwire.Faults`: what the simulator breaks, and when.
+#[pyclass(frozen, get_all, module = "tickwire._core", name = "Faults")]
+#[derive(Clone)]
+pub struct Faults {
+    pub gap_every: Option<u64>,
+    pub duplicate_every: Option<u64>,
+    pub malformed_every: Option<u64>,
+    pub disconnect_after_s: Option<f64>,
+    pub stall_after_s: Option<f64>,
+    pub stall_s: Option<f64>,
+    pub reconnect_notice_after_s: Option<f64>,
+    pub reconnect_within_s: f64,
+    pub error_after_s: Option<f64>,
+}
+
+#[allow(clippy::too_many_arguments, reason = "mirrors the keyword options of tickwire.Faults")]
+#[pymethods]
+impl Faults {
+    #[new]
+    #[pyo3(signature = (*, gap_every=None, duplicate_every=None, malformed_every=None,
+        disconnect_after_s=None, stall_after_s=None, stall_s=None, reconnect_notice_after_s=None,
+        reconnect_within_s=10.0, error_after_s=None))]
+    fn py_new(
+        gap_every: Option<u64>,
+        duplicate_every: Option<u64>,
+        malformed_every: Option<u64>,
+        disconnect_after_s: Option<f64>,
+        stall_after_s: Option<f64>,
+        stall_s: Option<f64>,
+        reconnect_notice_after_s: Option<f64>,
+        reconnect_within_s: f64,
+        error_after_s: Option<f64>,
+    ) -> PyResult<Self> {
+        for (name, v) in [
+            ("gap_every", gap_every),
+            ("duplicate_every", duplicate_every),
+            ("malformed_every", malformed_every),
+        ] {
+            if v == Some(0) {
+                return Err(PyValueError::new_err(format!("{name} must be >= 1")));
+            }
+        }
+        Ok(Faults {
+            gap_every,
+            duplicate_every,
+            malformed_every,
+            disconnect_after_s,
+            stall_after_s,
+            stall_s,
+            reconnect_notice_after_s,
+            reconnect_within_s,
+            error_after_s,
+        })
+    }
+
+    fn __repr__(&self) -> String {
+        format!(
+            "Faults(gap_every={:?}, duplicate_every={:?}, malformed_every={:?}, \
+             disconnect_after_s={:?}, stall_after_s={:?}, stall_s={:?}, \
+             reconnect_notice_after_s={:?}, reconnect_within_s={}, error_after_s={:?})",
+            self.gap_every,
+            self.duplicate_every,
+            self.malformed_every,
+            self.disconnect_after_s,
+            self.stall_after_s,
+            self.stall_s,
+            self.reconnect_notice_after_s,
+            self.reconnect_within_s,
+            self.error_after_s
+        )
+    }
+}
+
+impl From<&Faults> for SimFaults {
+    fn from(f: &Faults) -> Self {
+        SimFaults {
+            gap_every: f.gap_every,
+            duplicate_every: f.duplicate_every,
+            malformed_every: f.malformed_every,
+            disconnect_after_s: f.disconnect_after_s,
+            stall_after_s: f.stall_after_s,
+            stall_s: f.stall_s,
+            reconnect_notice_after_s: f.reconnect_notice_after_s,
+            reconnect_within_s: f.reconnect_within_s,
+            error_after_s: f.error_after_s,
+        }
+    }
+}
+
+/// `tickwire.SimStats`: what the simulator has done so far.
+#[pyclass(frozen, get_all, module = "tickwire._core", name = "SimStats")]
+pub struct SimStats {
+    pub connections: u64,
+    pub open_connections: u64,
+    pub messages_sent: u64,
+    pub bytes_sent: u64,
+    pub generated: u64,
+    pub finished: bool,
+}
+
+#[pymethods]
+impl SimStats {
+    fn __repr__(&self) -> String {
+        format!(
+            "SimStats(connections={}, open_connections={}, messages_sent={}, bytes_sent={}, \
+             generated={}, finished={})",
+            self.connections,
+            self.open_connections,
+            self.messages_sent,
+            self.bytes_sent,
+            self.generated,
+            self.finished
+        )
+    }
+}
+
+/// `tickwire.Simulator`: a CoinAPI or Moment server on a loopback port.
+#[pyclass(frozen, module = "tickwire._core", name = "Simulator")]
+pub struct Simulator {
+    server: Mutex<Option<SimServer>>,
+    url: String,
+    port: u16,
+    host: String,
+    protocol: String,
+    prices_url: Option<String>,
+    orders_url: Option<String>,
+}
+
+type Sent = Vec<Vec<(String, Option<String>, Option<u64>, Option<String>)>>;
+
+#[allow(clippy::too_many_arguments, reason = "mirrors the keyword options of tickwire.Simulator")]
+#[pymethods]
+impl Simulator {
+    #[new]
+    #[pyo3(signature = (protocol="coinapi", *, host="127.0.0.1", port=0, rate=10_000, symbols=100,
+        seed=0, total=None, ping_interval=None, heartbeat_spelling="heartbeat", api_key=None,
+        faults=None, pong_grace=5.0))]
+    fn py_new(
+        py: Python<'_>,
+        protocol: &str,
+        host: &str,
+        port: u16,
+        rate: u64,
+        symbols: usize,
+        seed: u64,
+        total: Option<u64>,
+        ping_interval: Option<f64>,
+        heartbeat_spelling: &str,
+        api_key: Option<String>,
+        faults: Option<Faults>,
+        pong_grace: f64,
+    ) -> PyResult<Self> {
+        let sim_protocol = match protocol {
+            "coinapi" => SimProtocol::CoinApi,
+            "moment" => SimProtocol::Moment,
+            other => {
+                return Err(PyValueError::new_err(format!(
+                    "protocol must be \"coinapi\" or \"moment\", not {other:?}"
+                )))
+            }
+        };
+        let spelling = match heartbeat_spelling {
+            "heartbeat" => HeartbeatSpelling::Heartbeat,
+            "hearbeat" => HeartbeatSpelling::Hearbeat,
+            other => {
+                return Err(PyValueError::new_err(format!(
+                    "heartbeat_spelling must be \"heartbeat\" or \"hearbeat\", not {other:?}"
+                )))
+            }
+        };
+        let positive = |name: &str, v: f64| {
+            if v.is_finite() && v > 0.0 {
+                Ok(Duration::from_secs_f64(v))
+            } else {
+                Err(PyValueError::new_err(format!("{name} must be > 0 seconds")))
+            }
+        };
+        let config = SimConfig {
+            protocol: sim_protocol,
+            rate,
+            symbols: symbols.max(1),
+            seed,
+            total,
+            ping_interval: ping_interval.map(|v| positive("ping_interval", v)).transpose()?,
+            pong_grace: positive("pong_grace", pong_grace)?,
+            heartbeat_spelling: spelling,
+            api_key,
+            faults: faults.as_ref().map(SimFaults::from).unwrap_or_default(),
+        };
+        let host_owned = host.to_string();
+        let server = py
+            .detach(|| SimServer::start(runtime().handle(), &host_owned, port, config))
+            .map_err(|e| PyOSError::new_err(format!("simulator: {e}")))?;
+        Ok(Simulator {
+            url: server.url(),
+            port: server.local_addr().port(),
+            host: server.local_addr().ip().to_string(),
+            protocol: protocol.to_string(),
+            prices_url: server.url_for("prices"),
+            orders_url: server.url_for("orders"),
+            server: Mutex::new(Some(server)),
+        })
+    }
+
+    /// The CoinAPI feed URL.
+    #[getter]
+    fn url(&self) -> &str {
+        &self.url
+    }
+
+    #[getter]
+    fn port(&self) -> u16 {
+        self.port
+    }
+
+    #[getter]
+    fn host(&self) -> &str {
+        &self.host
+    }
+
+    #[getter]
+    fn protocol(&self) -> &str {
+        &self.protocol
+    }
+
+    /// The Moment stream URL for `"prices"` or `"orders"`.
+    fn url_for(&self, stream: &str) -> PyResult<String> {
+        match stream {
+            "prices" => self.prices_url.clone(),
+            "orders" => self.orders_url.clone(),
+            _ => None,
+        }
+        .ok_or_else(|| {
+            PyValueError::new_err(format!(
+                "no {stream:?} stream on a {} simulator",
+                self.protocol
+            ))
+        })
+    }
+
+    /// Per connection, in accept order: `(type, key, sequence, uuid)` of every data message.
+    fn sent(&self, py: Python<'_>) -> Sent {
+        let guard = self.server.lock();
+        let Some(server) = guard.as_ref() else {
+            return Vec::new();
+        };
+        let records = py.detach(|| server.sent());
+        records
+            .into_iter()
+            .map(|conn| {
+                conn.into_iter()
+                    .map(|r| (r.msg_type, r.key, r.seq, r.uuid))
+                    .collect()
+            })
+            .collect()
+    }
+
+    fn stats(&self) -> SimStats {
+        let guard = self.server.lock();
+        let s = guard.as_ref().map(SimServer::stats).unwrap_or_default();
+        SimStats {
+            connections: s.connections,
+            open_connections: s.open_connections,
+            messages_sent: s.messages_sent,
+            bytes_sent: s.bytes_sent,
+            generated: s.generated,
+            finished: s.finished,
+        }
+    }
+
+    /// Stops the server and closes its connections; idempotent.
+    fn close(&self, py: Python<'_>) {
+        let server = self.server.lock().take();
+        if let Some(s) = server {
+            py.detach(|| s.shutdown());
+        }
+    }
+
+    fn __enter__(slf: Py<Self>) -> Py<Self> {
+        slf
+    }
+
+    #[pyo3(signature = (*_args))]
+    fn __exit__(&self, py: Python<'_>, _args: &Bound<'_, pyo3::types::PyTuple>) {
+        self.close(py);
+    }
+
+    fn __repr__(&self) -> String {
+        format!("Simulator(protocol={:?}, url={:?})", self.protocol, self.url)
+    }
+}
+
+pub fn register(m: &Bound<'_, PyModule>) -> PyResult<()> {
+    m.add_class::<Faults>()?;
+    m.add_class::<SimStats>()?;
+    m.add_class::<Simulator>()?;
+    Ok(())
+}

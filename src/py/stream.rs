@@ -1,0 +1,386 @@
+//! `StreamCore`: one running stream as Python sees it. The public `tickwire.Stream` (Python)
+//! wraps it with iteration and context-manager sugar; waits here release the GIL.
+
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use parking_lot::Mutex;
+use pyo3::prelude::*;
+use pyo3::types::PyDict;
+use tokio::sync::mpsc;
+
+use super::batch::{Batch, KeyCache};
+use super::runtime;
+use crate::client::{self, wall_ns, ClientConfig, Command};
+use crate::delivery::{LatencyHistogram, Overflow, Pop, Queue, StreamEnd};
+use crate::error::Error;
+use crate::feed::backoff::BackoffPolicy;
+use crate::protocol::coinapi::{CoinApiSession, Scope};
+use crate::transport::ConnectOptions;
+
+/// Sync waits wake this often to let Ctrl-C through.
+const SIGNAL_SLICE: Duration = Duration::from_millis(100);
+
+/// The running stream behind `tickwire.Stream`.
+#[pyclass(frozen, module = "tickwire._core", name = "StreamCore")]
+pub struct StreamCore {
+    queue: Arc<Queue>,
+    commands: mpsc::UnboundedSender<Command>,
+    keys: Arc<Mutex<KeyCache>>,
+    latency: Mutex<LatencyHistogram>,
+}
+
+/// `tickwire.Stats`: a snapshot of a stream's counters.
+#[pyclass(frozen, get_all, module = "tickwire._core", name = "Stats")]
+pub struct Stats {
+    pub messages: u64,
+    pub bytes: u64,
+    pub batches: u64,
+    pub gaps: u64,
+    pub duplicates: u64,
+    pub dropped: u64,
+    pub parse_errors: u64,
+    pub reconnects: u64,
+    /// Seconds since the last frame, `None` before the first.
+    pub last_frame_age_s: Option<f64>,
+    /// Socket read to consumer, microseconds: `{"p50", "p99", "max"}`.
+    pub latency_us: Py<PyDict>,
+}
+
+#[pymethods]
+impl Stats {
+    fn __repr__(&self) -> String {
+        format!(
+            "Stats(messages={}, bytes={}, batches={}, gaps={}, duplicates={}, dropped={}, \
+             parse_errors={}, reconnects={})",
+            self.messages,
+            self.bytes,
+            self.batches,
+            self.gaps,
+            self.duplicates,
+            self.dropped,
+            self.parse_errors,
+            self.reconnects
+        )
+    }
+}
+
+fn overflow_of(name: &str) -> Result<Overflow, Error> {
+    match name {
+        "block" => Ok(Overflow::Block),
+        "drop_oldest" => Ok(Overflow::DropOldest),
+        other => Err(Error::Config(format!(
+            "overflow must be \"block\" or \"drop_oldest\", not {other:?}"
+        ))),
+    }
+}
+
+fn seconds(name: &str, v: Option<f64>) -> Result<Option<Duration>, Error> {
+    match v {
+        None => Ok(None),
+        Some(s) if s.is_finite() && s > 0.0 => Ok(Some(Duration::from_secs_f64(s))),
+        Some(s) => Err(Error::Config(format!(
+            "{name} must be a positive number of seconds, not {s}"
+        ))),
+    }
+}
+
+fn end_to_err(end: &StreamEnd) -> PyErr {
+    Error::from_end(end).unwrap_or(Error::Closed).into()
+}
+
+impl StreamCore {
+    fn record_latency(&self, items: &[crate::model::Envelope]) {
+        let now = wall_ns();
+        let mut h = self.latency.lock();
+        for e in items {
+            h.record_ns(now - e.recv_ns);
+        }
+    }
+
+    /// Turns a pop into the Python-level answer: a batch, `True` (nothing yet) or `False`
+    /// (ended normally); failures raise.
+    fn answer(&self, py: Python<'_>, pop: Pop) -> PyResult<Py<PyAny>> {
+        match pop {
+            Pop::Batch(items) => {
+                self.record_latency(&items);
+                Ok(Py::new(py, Batch::new(items, self.keys.clone()))?.into_any())
+            }
+            Pop::Empty => Ok(true.into_pyobject(py)?.to_owned().into_any().unbind()),
+            Pop::End(StreamEnd::Finished) => {
+                Ok(false.into_pyobject(py)?.to_owned().into_any().unbind())
+            }
+            Pop::End(end) => Err(end_to_err(&end)),
+        }
+    }
+
+    fn send(&self, cmd: Command) -> PyResult<()> {
+        if self.queue.is_closed_by_user() {
+            return Err(Error::Closed.into());
+        }
+        // A send fails only when the task has ended; the stream's end then says why.
+        let _ = self.commands.send(cmd);
+        Ok(())
+    }
+}
+
+#[allow(clippy::too_many_arguments, reason = "mirrors the keyword options of tickwire.connect")]
+#[pymethods]
+impl StreamCore {
+    #[new]
+    #[pyo3(signature = (url, *, headers, data_types, symbols, assets, exchanges, periods,
+        index_ids, heartbeat, update_limit_ms_quote, update_limit_ms_book_snapshot,
+        update_limit_ms_exrate, update_limit_ms_index, batch_size, queue_size, overflow,
+        heartbeat_timeout, ping_timeout, connect_timeout, reconnect, compression,
+        max_message_size, ca_file, keep_raw))]
+    fn py_new(
+        url: &str,
+        headers: Vec<(String, String)>,
+        data_types: Vec<String>,
+        symbols: Vec<String>,
+        assets: Vec<String>,
+        exchanges: Vec<String>,
+        periods: Vec<String>,
+        index_ids: Vec<String>,
+        heartbeat: bool,
+        update_limit_ms_quote: Option<u64>,
+        update_limit_ms_book_snapshot: Option<u64>,
+        update_limit_ms_exrate: Option<u64>,
+        update_limit_ms_index: Option<u64>,
+        batch_size: usize,
+        queue_size: usize,
+        overflow: &str,
+        heartbeat_timeout: Option<f64>,
+        ping_timeout: Option<f64>,
+        connect_timeout: f64,
+        reconnect: Option<(f64, f64, f64, f64, Option<u32>)>,
+        compression: bool,
+        max_message_size: usize,
+        ca_file: Option<PathBuf>,
+        keep_raw: bool,
+    ) -> PyResult<Self> {
+        let url = url::Url::parse(url)
+            .map_err(|e| Error::Config(format!("invalid url: {e}")))
+            .and_then(|u| match u.scheme() {
+                "ws" | "wss" => Ok(u),
+                s => Err(Error::Config(format!("url scheme must be ws or wss, not {s}"))),
+            })?;
+        if batch_size == 0 || queue_size == 0 {
+            return Err(Error::Config("batch_size and queue_size must be positive".into()).into());
+        }
+        let overflow = overflow_of(overflow)?;
+        let scope = Scope {
+            data_types,
+            symbols,
+            assets,
+            exchanges,
+            periods,
+            index_ids,
+            heartbeat,
+            update_limit_ms_quote,
+            update_limit_ms_book_snapshot,
+            update_limit_ms_exrate,
+            update_limit_ms_index,
+        };
+        // Automatic liveness: CoinAPI heartbeats come after 1 s of silence, so 3 s of silence
+        // means a dead connection; without heartbeats only our own pings tell.
+        let heartbeat_timeout = match heartbeat_timeout {
+            None if heartbeat => Some(Duration::from_secs(3)),
+            None => None,
+            Some(s) => seconds("heartbeat_timeout", Some(s))?,
+        };
+        let reconnect = reconnect.map(|(initial_delay, max_delay, factor, jitter, max_attempts)| {
+            BackoffPolicy {
+                initial_delay,
+                max_delay,
+                factor,
+                jitter,
+                max_attempts,
+            }
+        });
+        let config = ClientConfig {
+            connect: ConnectOptions {
+                url,
+                headers,
+                compression,
+                max_message_size,
+                connect_timeout: seconds("connect_timeout", Some(connect_timeout))?
+                    .unwrap_or(Duration::from_secs(10)),
+                ca_file,
+            },
+            session: CoinApiSession::new(scope),
+            batch_size,
+            heartbeat_timeout,
+            ping_timeout: seconds("ping_timeout", ping_timeout)?,
+            reconnect,
+            keep_raw,
+        };
+        let wake = crate::delivery::wake::WakePipe::new()
+            .map_err(|e| Error::Config(format!("cannot create the wake-up pipe: {e}")))?;
+        let queue = Queue::new(queue_size, batch_size, overflow, Some(wake));
+        let commands = client::spawn(runtime().handle(), config, queue.clone());
+        Ok(StreamCore {
+            queue,
+            commands,
+            keys: Arc::new(Mutex::new(KeyCache::default())),
+            latency: Mutex::new(LatencyHistogram::default()),
+        })
+    }
+
+    /// Waits up to `timeout` seconds (`None`: forever) for a batch, without the GIL.
+    /// Returns a `Batch`, `True` when nothing came in time, `False` at the end of the stream.
+    #[pyo3(signature = (timeout=None))]
+    fn poll(&self, py: Python<'_>, timeout: Option<f64>) -> PyResult<Py<PyAny>> {
+        let deadline = timeout.map(|t| std::time::Instant::now() + Duration::from_secs_f64(t.max(0.0)));
+        loop {
+            let slice = match deadline {
+                None => SIGNAL_SLICE,
+                Some(d) => d.saturating_duration_since(std::time::Instant::now()).min(SIGNAL_SLICE),
+            };
+            let q = &self.queue;
+            let pop = py.detach(|| q.pop(Some(slice)));
+            match pop {
+                Pop::Empty => {
+                    py.check_signals()?;
+                    if deadline.is_some_and(|d| std::time::Instant::now() >= d) {
+                        return self.answer(py, Pop::Empty);
+                    }
+                }
+                other => return self.answer(py, other),
+            }
+        }
+    }
+
+    /// A batch if one is ready; otherwise arms the wake-up fd and returns `True`
+    /// (`False` at the end of the stream).
+    fn poll_or_arm(&self, py: Python<'_>) -> PyResult<Py<PyAny>> {
+        let pop = self.queue.pop_or_arm();
+        self.answer(py, pop)
+    }
+
+    /// Waits (without the GIL) until the first connection attempt settled; raises its failure.
+    fn wait_connected(&self, py: Python<'_>, timeout: f64) -> PyResult<bool> {
+        let deadline = std::time::Instant::now() + Duration::from_secs_f64(timeout.max(0.0));
+        loop {
+            let q = &self.queue;
+            let slice = deadline.saturating_duration_since(std::time::Instant::now()).min(SIGNAL_SLICE);
+            if py.detach(|| q.wait_settled(slice)) {
+                return self.check_connected();
+            }
+            py.check_signals()?;
+            if std::time::Instant::now() >= deadline {
+                return Ok(false);
+            }
+        }
+    }
+
+    /// True once settled (raising an early failure); otherwise arms the wake-up fd.
+    fn connected_or_arm(&self) -> PyResult<bool> {
+        if self.queue.settled_or_arm() {
+            return self.check_connected();
+        }
+        Ok(false)
+    }
+
+    fn check_connected(&self) -> PyResult<bool> {
+        match self.queue.early_end() {
+            Some(StreamEnd::Finished) | None => Ok(true),
+            Some(end) => Err(end_to_err(&end)),
+        }
+    }
+
+    /// The fd an asyncio loop watches for wake-ups.
+    #[getter]
+    fn wake_fd(&self) -> i32 {
+        self.queue.wake_fd().unwrap_or(-1)
+    }
+
+    fn stats(&self, py: Python<'_>) -> PyResult<Stats> {
+        let s = self.queue.stats.snapshot();
+        let h = self.latency.lock().clone();
+        let lat = PyDict::new(py);
+        lat.set_item("p50", h.quantile_us(0.5))?;
+        lat.set_item("p99", h.quantile_us(0.99))?;
+        lat.set_item("max", h.max_us())?;
+        Ok(Stats {
+            messages: s.messages,
+            bytes: s.bytes,
+            batches: s.batches,
+            gaps: s.gaps,
+            duplicates: s.duplicates,
+            dropped: s.dropped,
+            parse_errors: s.parse_errors,
+            reconnects: s.reconnects,
+            last_frame_age_s: (s.last_frame_ns > 0)
+                .then(|| (wall_ns() - s.last_frame_ns) as f64 / 1e9),
+            latency_us: lat.unbind(),
+        })
+    }
+
+    #[pyo3(signature = (*, data_types=vec![], symbols=vec![], assets=vec![], exchanges=vec![], periods=vec![], index_ids=vec![]))]
+    fn subscribe(
+        &self,
+        data_types: Vec<String>,
+        symbols: Vec<String>,
+        assets: Vec<String>,
+        exchanges: Vec<String>,
+        periods: Vec<String>,
+        index_ids: Vec<String>,
+    ) -> PyResult<()> {
+        self.send(Command::Subscribe(Scope {
+            data_types,
+            symbols,
+            assets,
+            exchanges,
+            periods,
+            index_ids,
+            ..Scope::default()
+        }))
+    }
+
+    #[pyo3(signature = (*, data_types=vec![], symbols=vec![], assets=vec![], exchanges=vec![], periods=vec![], index_ids=vec![]))]
+    fn unsubscribe(
+        &self,
+        data_types: Vec<String>,
+        symbols: Vec<String>,
+        assets: Vec<String>,
+        exchanges: Vec<String>,
+        periods: Vec<String>,
+        index_ids: Vec<String>,
+    ) -> PyResult<()> {
+        self.send(Command::Unsubscribe(Scope {
+            data_types,
+            symbols,
+            assets,
+            exchanges,
+            periods,
+            index_ids,
+            ..Scope::default()
+        }))
+    }
+
+    /// Closes the connection and discards what is queued; idempotent.
+    fn close(&self) {
+        self.queue.close();
+        let _ = self.commands.send(Command::Close);
+    }
+
+    #[getter]
+    fn closed(&self) -> bool {
+        self.queue.is_closed_by_user()
+    }
+}
+
+impl Drop for StreamCore {
+    fn drop(&mut self) {
+        self.queue.close();
+        let _ = self.commands.send(Command::Close);
+    }
+}
+
+pub fn register(m: &Bound<'_, PyModule>) -> PyResult<()> {
+    m.add_class::<StreamCore>()?;
+    m.add_class::<Stats>()?;
+    Ok(())
+}

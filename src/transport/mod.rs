@@ -1,0 +1,248 @@
+//! The client's socket code: one WebSocket connection (yawc over tokio, rustls TLS) behind a
+//! narrow surface of frames in and text out, so the rest of the core never sees the crate.
+
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::task::{Context, Poll};
+use std::time::Duration;
+
+use futures::{FutureExt, SinkExt};
+use yawc::{Frame as WsFrame, HttpRequestBuilder, OpCode, Options, TcpWebSocket, WebSocketError};
+
+/// A frame as the core sees it.
+#[derive(Debug)]
+pub enum Frame {
+    /// A data frame's payload (text or binary; both are handed to the decoder).
+    Data { payload: bytes::Bytes, binary: bool },
+    /// A ping from the server; the pong is queued by the transport and flushed by the caller.
+    Ping,
+    Pong,
+    /// The server's close frame.
+    Close { code: Option<u16>, reason: String },
+}
+
+/// Everything needed to open one connection.
+#[derive(Clone, Debug)]
+pub struct ConnectOptions {
+    pub url: url::Url,
+    /// Extra upgrade headers (auth); never logged.
+    pub headers: Vec<(String, String)>,
+    pub compression: bool,
+    pub max_message_size: usize,
+    pub connect_timeout: Duration,
+    pub ca_file: Option<PathBuf>,
+}
+
+/// Why a connection could not be opened.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ConnectFailure {
+    /// The server refused the upgrade with 401 or 403: the key is wrong.
+    Auth(u16),
+    /// Another HTTP status on the upgrade (429 and 5xx are worth retrying).
+    Status(u16),
+    /// TCP, TLS or handshake failure.
+    Io(String),
+    /// Nothing answered within the connect timeout.
+    Timeout,
+    /// The `ca_file` could not be read or held no certificate.
+    Config(String),
+}
+
+impl std::fmt::Display for ConnectFailure {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            ConnectFailure::Auth(code) => write!(f, "the server refused the key (HTTP {code})"),
+            ConnectFailure::Status(code) => write!(f, "the upgrade was answered with HTTP {code}"),
+            ConnectFailure::Io(e) => write!(f, "{e}"),
+            ConnectFailure::Timeout => f.write_str("connect timed out"),
+            ConnectFailure::Config(e) => write!(f, "{e}"),
+        }
+    }
+}
+
+/// A read or write failure on an open connection.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TransportError {
+    pub reason: String,
+    /// The close code tickwire sent because of it (e.g. 1009 for an oversize frame).
+    pub code: Option<u16>,
+}
+
+fn tls_connector(ca_file: Option<&PathBuf>) -> Result<tokio_rustls::TlsConnector, ConnectFailure> {
+    let mut roots = tokio_rustls::rustls::RootCertStore::empty();
+    match ca_file {
+        Some(path) => {
+            use rustls_pki_types::pem::PemObject;
+            let certs = rustls_pki_types::CertificateDer::pem_file_iter(path)
+                .map_err(|e| ConnectFailure::Config(format!("ca_file {}: {e}", path.display())))?;
+            for cert in certs {
+                let cert = cert.map_err(|e| {
+                    ConnectFailure::Config(format!("ca_file {}: {e}", path.display()))
+                })?;
+                roots
+                    .add(cert)
+                    .map_err(|e| ConnectFailure::Config(format!("ca_file: {e}")))?;
+            }
+            if roots.is_empty() {
+                return Err(ConnectFailure::Config(format!(
+                    "ca_file {} holds no certificate",
+                    path.display()
+                )));
+            }
+        }
+        None => roots.extend(webpki_roots::TLS_SERVER_ROOTS.iter().cloned()),
+    }
+    let provider = Arc::new(tokio_rustls::rustls::crypto::ring::default_provider());
+    let mut config = tokio_rustls::rustls::ClientConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .map_err(|e| ConnectFailure::Config(e.to_string()))?
+        .with_root_certificates(roots)
+        .with_no_client_auth();
+    config.alpn_protocols = vec![b"http/1.1".to_vec()];
+    Ok(tokio_rustls::TlsConnector::from(Arc::new(config)))
+}
+
+/// One open WebSocket connection.
+pub struct Connection {
+    ws: TcpWebSocket,
+}
+
+impl Connection {
+    /// Opens the connection and completes the upgrade within `connect_timeout`.
+    ///
+    /// # Errors
+    /// [`ConnectFailure`] saying whether the key was refused, the server answered another
+    /// status, or the network failed.
+    pub async fn connect(opts: &ConnectOptions) -> Result<Connection, ConnectFailure> {
+        let mut options = Options::default()
+            .with_no_delay()
+            .with_max_payload_read(opts.max_message_size)
+            .with_max_read_buffer(opts.max_message_size);
+        if opts.compression {
+            options = options.with_low_latency_compression();
+        }
+        let mut request = HttpRequestBuilder::new();
+        for (k, v) in &opts.headers {
+            request = request.header(k.as_str(), v.as_str());
+        }
+        let mut builder = yawc::WebSocket::connect(opts.url.clone())
+            .with_options(options)
+            .with_request(request);
+        if opts.url.scheme() == "wss" {
+            builder = builder.with_connector(tls_connector(opts.ca_file.as_ref())?);
+        }
+        match tokio::time::timeout(opts.connect_timeout, builder).await {
+            Err(_) => Err(ConnectFailure::Timeout),
+            Ok(Ok(ws)) => Ok(Connection { ws }),
+            Ok(Err(WebSocketError::InvalidStatusCode(code))) if code == 401 || code == 403 => {
+                Err(ConnectFailure::Auth(code))
+            }
+            Ok(Err(WebSocketError::InvalidStatusCode(code))) => Err(ConnectFailure::Status(code)),
+            Ok(Err(e)) => Err(ConnectFailure::Io(e.to_string())),
+        }
+    }
+
+    fn convert(item: Result<WsFrame, WebSocketError>) -> Result<Frame, TransportError> {
+        match item {
+            Err(WebSocketError::ConnectionClosed) => Err(TransportError {
+                reason: "connection closed".into(),
+                code: None,
+            }),
+            Err(e) => Err(TransportError {
+                code: match e {
+                    WebSocketError::FrameTooLarge => Some(1009),
+                    WebSocketError::InvalidUTF8 => Some(1007),
+                    _ => None,
+                },
+                reason: e.to_string(),
+            }),
+            Ok(f) => Ok(match f.opcode() {
+                OpCode::Text => Frame::Data {
+                    payload: f.into_payload(),
+                    binary: false,
+                },
+                OpCode::Binary => Frame::Data {
+                    payload: f.into_payload(),
+                    binary: true,
+                },
+                OpCode::Ping => Frame::Ping,
+                OpCode::Pong => Frame::Pong,
+                OpCode::Close => Frame::Close {
+                    code: f.close_code().map(u16::from),
+                    reason: f
+                        .close_reason()
+                        .ok()
+                        .flatten()
+                        .unwrap_or_default()
+                        .to_string(),
+                },
+                // yawc reassembles fragments before handing frames out.
+                OpCode::Continuation => Frame::Pong,
+            }),
+        }
+    }
+
+    /// The next frame, waiting for it.
+    ///
+    /// # Errors
+    /// [`TransportError`] when the connection broke (no close frame, protocol violation,
+    /// oversize frame).
+    pub async fn next(&mut self) -> Result<Frame, TransportError> {
+        Self::convert(self.ws.next_frame().await)
+    }
+
+    /// The next frame if one is already buffered or readable without waiting.
+    pub fn try_next(&mut self) -> Option<Result<Frame, TransportError>> {
+        self.ws.next_frame().now_or_never().map(Self::convert)
+    }
+
+    /// Polls for the next frame.
+    pub fn poll_next(&mut self, cx: &mut Context<'_>) -> Poll<Result<Frame, TransportError>> {
+        self.ws.poll_next_frame(cx).map(Self::convert)
+    }
+
+    /// Sends one text frame and flushes it.
+    ///
+    /// # Errors
+    /// [`TransportError`] when the socket is gone.
+    pub async fn send_text(&mut self, text: String) -> Result<(), TransportError> {
+        self.ws
+            .send(WsFrame::text(text))
+            .await
+            .map_err(|e| TransportError {
+                reason: e.to_string(),
+                code: None,
+            })
+    }
+
+    /// Sends a ping (our own liveness probe).
+    ///
+    /// # Errors
+    /// [`TransportError`] when the socket is gone.
+    pub async fn ping(&mut self) -> Result<(), TransportError> {
+        self.ws
+            .send(WsFrame::ping(bytes::Bytes::new()))
+            .await
+            .map_err(|e| TransportError {
+                reason: e.to_string(),
+                code: None,
+            })
+    }
+
+    /// Writes out whatever the connection owes the server (pongs queued by reads, close
+    /// replies), so a pong never waits for our next data write.
+    ///
+    /// # Errors
+    /// [`TransportError`] when the socket is gone.
+    pub async fn flush(&mut self) -> Result<(), TransportError> {
+        self.ws.flush().await.map_err(|e| TransportError {
+            reason: e.to_string(),
+            code: None,
+        })
+    }
+
+    /// Closes politely (close frame, then flush); errors are irrelevant at this point.
+    pub async fn close(mut self) {
+        let _ = tokio::time::timeout(Duration::from_secs(1), self.ws.close()).await;
+    }
+}
