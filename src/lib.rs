@@ -4,12 +4,12 @@
 pub mod client;
 pub mod codec;
 pub mod delivery;
+pub mod error;
 pub mod feed;
 pub mod model;
 pub mod protocol;
-pub mod transport;
-pub mod error;
 pub mod py;
+pub mod transport;
 
 use pyo3::prelude::*;
 

@@ -17,6 +17,12 @@ from __future__ import annotations
 import logging
 
 from ._core import (
+    SystemUpdate,
+    Success,
+    Subscription,
+    PriceUpdate,
+    OrderUpdate,
+    AllocationUpdate,
     AuthError,
     Batch,
     Book,
@@ -48,12 +54,19 @@ from ._core import (
     Unknown,
     __version__,
 )
-from ._feeds import CoinAPI, ReconnectPolicy
+from ._feeds import CoinAPI, Moment, ReconnectPolicy
 from ._stream import Stream, connect
 
 logging.getLogger("tickwire").addHandler(logging.NullHandler())
 
 __all__ = [
+    "Moment",
+    "SystemUpdate",
+    "Success",
+    "Subscription",
+    "PriceUpdate",
+    "OrderUpdate",
+    "AllocationUpdate",
     "AuthError",
     "Batch",
     "Book",

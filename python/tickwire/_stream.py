@@ -3,17 +3,21 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Iterable, Iterator
 from types import TracebackType
 from typing import Literal
 
 from . import _core
 from ._core import Batch, Stats, StreamClosed
-from ._feeds import CoinAPI, ReconnectPolicy
+from ._feeds import CoinAPI, Moment, ReconnectPolicy
 
 Overflow = Literal["block", "drop_oldest"]
 
 _UNSET = ReconnectPolicy()
+
+
+def _list(values: Iterable[str]) -> list[str]:
+    return [values] if isinstance(values, str) else list(values)
 
 
 class Stream:
@@ -125,13 +129,58 @@ class Stream:
         return q
 
     # -- control ------------------------------------------------------------------------
-    def subscribe(self, **scope: list[str] | tuple[str, ...]) -> None:
-        """Adds to the subscription live (CoinAPI: ``data_types=``, ``symbols=``, ...)."""
-        self._core.subscribe(**{k: list(v) for k, v in scope.items()})
+    def subscribe(
+        self,
+        *,
+        data_types: Iterable[str] = (),
+        symbols: Iterable[str] = (),
+        assets: Iterable[str] = (),
+        exchanges: Iterable[str] = (),
+        periods: Iterable[str] = (),
+        index_ids: Iterable[str] = (),
+        instruments: Iterable[str] = (),
+        all: bool = False,
+    ) -> None:
+        """Adds to the subscription live.
 
-    def unsubscribe(self, **scope: list[str] | tuple[str, ...]) -> None:
-        """Removes from the subscription live."""
-        self._core.unsubscribe(**{k: list(v) for k, v in scope.items()})
+        CoinAPI takes the feed's keyword names (``data_types=``, ``symbols=``, ...); Moment
+        prices take ``instruments=`` (CUSIP or ISIN) or ``all=True``. The change is also
+        remembered for every reconnect.
+        """
+        self._core.subscribe(
+            data_types=_list(data_types),
+            symbols=_list(symbols),
+            assets=_list(assets),
+            exchanges=_list(exchanges),
+            periods=_list(periods),
+            index_ids=_list(index_ids),
+            instruments=_list(instruments),
+            all=all,
+        )
+
+    def unsubscribe(
+        self,
+        *,
+        data_types: Iterable[str] = (),
+        symbols: Iterable[str] = (),
+        assets: Iterable[str] = (),
+        exchanges: Iterable[str] = (),
+        periods: Iterable[str] = (),
+        index_ids: Iterable[str] = (),
+        instruments: Iterable[str] = (),
+        all: bool = False,
+    ) -> None:
+        """Removes from the subscription live; the keywords of :meth:`subscribe`."""
+        self._core.unsubscribe(
+            data_types=_list(data_types),
+            symbols=_list(symbols),
+            assets=_list(assets),
+            exchanges=_list(exchanges),
+            periods=_list(periods),
+            index_ids=_list(index_ids),
+            instruments=_list(instruments),
+            all=all,
+        )
 
     def stats(self) -> Stats:
         return self._core.stats()
@@ -143,7 +192,7 @@ class Stream:
 
 
 def connect(
-    feed: CoinAPI,
+    feed: CoinAPI | Moment,
     *,
     batch_size: int = 1024,
     queue_size: int = 262_144,
@@ -161,8 +210,13 @@ def connect(
 
     Never blocks: errors surface when the stream is entered or iterated.
     """
-    if not isinstance(feed, CoinAPI):
-        raise TypeError(f"feed must be tickwire.CoinAPI, not {type(feed).__name__}")
+    if not isinstance(feed, (CoinAPI, Moment)):
+        raise TypeError(f"feed must be tickwire.CoinAPI or tickwire.Moment, not {type(feed).__name__}")
+    scope = (
+        feed
+        if isinstance(feed, CoinAPI)
+        else CoinAPI(url=feed._url(), data_types=(), heartbeat=False)
+    )
     policy = (
         None
         if reconnect is None
@@ -174,20 +228,26 @@ def connect(
             reconnect.max_attempts,
         )
     )
+    moment = feed if isinstance(feed, Moment) else None
     core = _core.StreamCore(
-        feed.url,
+        feed._url(),
+        protocol="moment" if moment else "coinapi",
         headers=feed._headers(),
-        data_types=list(feed.data_types),
-        symbols=list(feed.symbols),
-        assets=list(feed.assets),
-        exchanges=list(feed.exchanges),
-        periods=list(feed.periods),
-        index_ids=list(feed.index_ids),
-        heartbeat=feed.heartbeat,
-        update_limit_ms_quote=feed.update_limit_ms_quote,
-        update_limit_ms_book_snapshot=feed.update_limit_ms_book_snapshot,
-        update_limit_ms_exrate=feed.update_limit_ms_exrate,
-        update_limit_ms_index=feed.update_limit_ms_index,
+        moment_stream=moment.stream if moment else None,
+        instruments=list(moment.instruments) if moment else [],
+        subscribe_all=moment.subscribe_all if moment else False,
+        start_msg_number=moment.start_msg_number if moment else None,
+        data_types=list(scope.data_types),
+        symbols=list(scope.symbols),
+        assets=list(scope.assets),
+        exchanges=list(scope.exchanges),
+        periods=list(scope.periods),
+        index_ids=list(scope.index_ids),
+        heartbeat=scope.heartbeat,
+        update_limit_ms_quote=scope.update_limit_ms_quote,
+        update_limit_ms_book_snapshot=scope.update_limit_ms_book_snapshot,
+        update_limit_ms_exrate=scope.update_limit_ms_exrate,
+        update_limit_ms_index=scope.update_limit_ms_index,
         batch_size=batch_size,
         queue_size=queue_size,
         overflow=overflow,

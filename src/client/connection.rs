@@ -8,12 +8,12 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 use tokio::sync::mpsc;
 
 use super::{ClientConfig, Command, Ended};
-use crate::codec::CoinApiDecoder;
 use crate::delivery::{Queue, Stats, StreamEnd};
 use crate::feed::liveness::Liveness;
+use crate::feed::msgnum::MsgNumberTracker;
 use crate::feed::sequence::{SeqCheck, SequenceTracker};
 use crate::model::{Envelope, Gap, Msg};
-use crate::protocol::coinapi::Verdict;
+use crate::protocol::{Decoder, Session, Verdict};
 use crate::transport::{Connection, Frame, TransportError};
 
 /// Wall clock now, ns since the epoch.
@@ -32,9 +32,10 @@ fn lossy_prefix(bytes: &[u8]) -> Box<str> {
 }
 
 /// Per-connection parsing and bookkeeping state.
-struct Reader {
-    decoder: CoinApiDecoder,
+struct Reader<'a> {
+    decoder: Decoder,
     sequences: SequenceTracker,
+    replay: &'a mut MsgNumberTracker,
     scratch: Vec<u8>,
     keep_raw: bool,
 }
@@ -46,23 +47,38 @@ enum After {
     AuthFailed(String),
 }
 
-impl Reader {
+impl Reader<'_> {
+    /// The sequence verdict of `msg`, if it carries a number: CoinAPI per (type, key) on this
+    /// connection, Moment order events by `msg_number` across connections.
+    fn check(&mut self, msg: &Msg) -> Option<(&'static str, crate::model::Key, SeqCheck)> {
+        if let Some((kind, key, seq)) = msg.sequence_key() {
+            return Some((kind, key.clone(), self.sequences.check(kind, key, seq)));
+        }
+        if let Msg::OrderEvent(o) = msg {
+            let key: crate::model::Key = std::sync::Arc::from("orders");
+            return Some((o.kind.wire(), key, self.replay.check(o.msg_number)));
+        }
+        None
+    }
+
     /// Decodes one data frame into `out` (possibly a `Gap` before it, or nothing for a
     /// duplicate).
     fn on_data(
         &mut self,
         payload: &[u8],
         recv_ns: i64,
-        session: &crate::protocol::coinapi::CoinApiSession,
+        session: &Session,
         stats: &Stats,
         out: &mut Vec<Envelope>,
     ) -> After {
         Stats::add(&stats.bytes, payload.len() as u64);
         self.scratch.clear();
         self.scratch.extend_from_slice(payload);
-        let raw = self
-            .keep_raw
-            .then(|| String::from_utf8_lossy(payload).into_owned().into_boxed_str());
+        let raw = self.keep_raw.then(|| {
+            String::from_utf8_lossy(payload)
+                .into_owned()
+                .into_boxed_str()
+        });
         let msg = match self.decoder.decode(&mut self.scratch) {
             Ok(m) => m,
             Err(e) => {
@@ -77,8 +93,8 @@ impl Reader {
                 return After::Continue;
             }
         };
-        if let Some((kind, key, seq)) = msg.sequence_key() {
-            match self.sequences.check(kind, key, seq) {
+        if let Some((kind, key, verdict)) = self.check(&msg) {
+            match verdict {
                 SeqCheck::First | SeqCheck::InOrder => {}
                 SeqCheck::Gap { expected, received } => {
                     Stats::add(&stats.gaps, 1);
@@ -86,7 +102,7 @@ impl Reader {
                         recv_ns,
                         Msg::Gap(Gap {
                             msg_type: kind,
-                            key: key.clone(),
+                            key,
                             expected,
                             received,
                         }),
@@ -115,17 +131,21 @@ pub(crate) async fn drive(
     config: &mut ClientConfig,
     queue: &Arc<Queue>,
     commands: &mut mpsc::UnboundedReceiver<Command>,
+    replay: &mut MsgNumberTracker,
 ) -> Ended {
     let lost = |e: TransportError| Ended::Lost {
         reason: e.reason,
         code: e.code,
     };
-    if let Err(e) = conn.send_text(config.session.opening()).await {
-        return lost(e);
+    for req in config.session.opening() {
+        if let Err(e) = conn.send_text(req).await {
+            return lost(e);
+        }
     }
     let mut reader = Reader {
-        decoder: CoinApiDecoder::default(),
+        decoder: config.session.decoder(),
         sequences: SequenceTracker::default(),
+        replay,
         scratch: Vec::with_capacity(4096),
         keep_raw: config.keep_raw,
     };
@@ -149,16 +169,18 @@ pub(crate) async fn drive(
         let first = tokio::select! {
             biased;
             cmd = commands.recv() => {
-                let req = match cmd {
+                let reqs = match cmd {
                     None | Some(Command::Close) => {
                         conn.close().await;
                         return Ended::User;
                     }
-                    Some(Command::Subscribe(s)) => config.session.subscribe(&s),
-                    Some(Command::Unsubscribe(s)) => config.session.unsubscribe(&s),
+                    Some(Command::Subscribe(s)) => config.session.apply(&s, true),
+                    Some(Command::Unsubscribe(s)) => config.session.apply(&s, false),
                 };
-                if let Err(e) = conn.send_text(req).await {
-                    return lost(e);
+                for req in reqs.unwrap_or_default() {
+                    if let Err(e) = conn.send_text(req).await {
+                        return lost(e);
+                    }
                 }
                 continue;
             }

@@ -10,8 +10,9 @@ use tokio::sync::mpsc;
 
 use crate::delivery::{Queue, StreamEnd};
 use crate::feed::backoff::{Backoff, BackoffPolicy};
+use crate::feed::msgnum::MsgNumberTracker;
 use crate::model::{Envelope, Msg};
-use crate::protocol::coinapi::{CoinApiSession, Scope};
+use crate::protocol::{ScopeChange, Session};
 use crate::transport::{ConnectFailure, ConnectOptions, Connection};
 
 pub use connection::wall_ns;
@@ -19,8 +20,8 @@ pub use connection::wall_ns;
 /// What the consumer asks of a running stream.
 #[derive(Debug)]
 pub enum Command {
-    Subscribe(Scope),
-    Unsubscribe(Scope),
+    Subscribe(ScopeChange),
+    Unsubscribe(ScopeChange),
     Close,
 }
 
@@ -28,7 +29,7 @@ pub enum Command {
 #[derive(Clone, Debug)]
 pub struct ClientConfig {
     pub connect: ConnectOptions,
-    pub session: CoinApiSession,
+    pub session: Session,
     pub batch_size: usize,
     /// Silence after which the connection counts as dead (`None`: never by this rule).
     pub heartbeat_timeout: Option<Duration>,
@@ -92,7 +93,11 @@ async fn run(
     let mut backoff = config.reconnect.clone().map(Backoff::new);
     let shown_url = redact_url(&config.connect.url);
     let mut attempt: u32 = 0;
+    let base_url = config.connect.url.clone();
+    // Moment order numbers continue across connections; CoinAPI's restart on each.
+    let mut replay = MsgNumberTracker::default();
     loop {
+        config.connect.url = config.session.connect_url(&base_url, replay.last());
         let connected = tokio::select! {
             c = Connection::connect(&config.connect) => c,
             cmd = commands.recv() => match cmd {
@@ -118,7 +123,7 @@ async fn run(
                 }
                 let started = Instant::now();
                 let ended =
-                    connection::drive(conn, &mut config, &queue, &mut commands).await;
+                    connection::drive(conn, &mut config, &queue, &mut commands, &mut replay).await;
                 match ended {
                     Ended::User => return,
                     Ended::Lost { reason, code } => {
@@ -196,16 +201,13 @@ async fn run(
     }
 }
 
-fn apply_offline(session: &mut CoinApiSession, cmd: Command) {
-    match cmd {
-        Command::Subscribe(s) => {
-            session.subscribe(&s);
-        }
-        Command::Unsubscribe(s) => {
-            session.unsubscribe(&s);
-        }
-        Command::Close => {}
-    }
+fn apply_offline(session: &mut Session, cmd: Command) {
+    // Validated when the command was made; nothing to send while disconnected.
+    let _ = match cmd {
+        Command::Subscribe(s) => session.apply(&s, true),
+        Command::Unsubscribe(s) => session.apply(&s, false),
+        Command::Close => Ok(Vec::new()),
+    };
 }
 
 #[cfg(test)]

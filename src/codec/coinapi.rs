@@ -2,10 +2,10 @@
 //! `Unknown` for the rest.
 
 use simd_json::prelude::*;
-use simd_json::tape::Tape;
-use simd_json::Buffers;
+use simd_json::tape::Value;
 
 use super::fields::Fields;
+use super::tape::TapeParser;
 use super::{DecodeError, Interner};
 use crate::model::{
     Book, BookKind, BookL3, Exrate, Index, L3Entry, Level, Metadata, Msg, Ohlcv, Quote,
@@ -14,20 +14,10 @@ use crate::model::{
 
 /// A decoder for one connection: owns the simd-json scratch buffers, the tape and the key
 /// interner, all reused from frame to frame.
+#[derive(Default)]
 pub struct CoinApiDecoder {
-    buffers: Buffers,
-    tape: Option<Tape<'static>>,
+    parser: TapeParser,
     interner: Interner,
-}
-
-impl Default for CoinApiDecoder {
-    fn default() -> Self {
-        CoinApiDecoder {
-            buffers: Buffers::new(4096),
-            tape: Some(Tape::null()),
-            interner: Interner::default(),
-        }
-    }
 }
 
 impl CoinApiDecoder {
@@ -37,23 +27,13 @@ impl CoinApiDecoder {
     /// [`DecodeError`] for invalid JSON, a non-object, a missing `type`, or a known type whose
     /// fields are missing or of the wrong kind.
     pub fn decode(&mut self, frame: &mut [u8]) -> Result<Msg, DecodeError> {
-        if frame.is_empty() {
-            return Err(DecodeError("empty frame".into()));
-        }
-        // The tape is kept across frames for its allocation; `reset` re-ties its lifetime to
-        // this frame, and it is handed back emptied before the frame borrow ends.
-        let mut tape: Tape<'_> = self.tape.take().unwrap_or_else(Tape::null).reset();
-        let result = match simd_json::fill_tape(frame, &mut self.buffers, &mut tape) {
-            Ok(()) => decode_value(&tape, &mut self.interner),
-            Err(e) => Err(DecodeError(format!("invalid JSON: {e}"))),
-        };
-        self.tape = Some(tape.reset());
-        result
+        let interner = &mut self.interner;
+        self.parser
+            .parse(frame, |root| decode_value(root, interner))
     }
 }
 
-fn decode_value(tape: &Tape<'_>, interner: &mut Interner) -> Result<Msg, DecodeError> {
-    let root = tape.as_value();
+fn decode_value(root: Value<'_, '_>, interner: &mut Interner) -> Result<Msg, DecodeError> {
     let obj = root
         .as_object()
         .ok_or_else(|| DecodeError("not a JSON object".into()))?;

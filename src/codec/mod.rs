@@ -3,10 +3,13 @@
 pub mod coinapi;
 mod fields;
 mod intern;
+pub mod moment;
+mod tape;
 pub mod write;
 
 pub use coinapi::CoinApiDecoder;
 pub use intern::Interner;
+pub use moment::MomentDecoder;
 
 /// Why a frame did not become a message. The text goes into a `ParseError` event.
 #[derive(Clone, Debug, PartialEq, Eq)]

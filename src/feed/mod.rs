@@ -3,4 +3,5 @@
 
 pub mod backoff;
 pub mod liveness;
+pub mod msgnum;
 pub mod sequence;

@@ -166,6 +166,64 @@ pub struct Unknown {
     pub raw: Box<str>,
 }
 
+/// A Moment `price_update`. Prices are % of par; absent sides (no quotes) are `None`.
+#[derive(Clone, Debug, PartialEq)]
+pub struct PriceUpdate {
+    pub instrument_id: Key,
+    pub isin: Option<Key>,
+    pub cusip: Option<Key>,
+    pub timestamp: Option<i64>,
+    pub price: Option<f64>,
+    pub yield_to_worst: Option<f64>,
+    pub yield_to_maturity: Option<f64>,
+    pub bid_price: Option<f64>,
+    pub bid_size: Option<f64>,
+    pub ask_price: Option<f64>,
+    pub ask_size: Option<f64>,
+    /// The whole message as JSON text, so fields tickwire does not model stay reachable.
+    pub json: Box<str>,
+}
+
+/// Which Moment order-stream message an [`OrderEvent`] is.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum OrderEventKind {
+    Order,
+    Allocation,
+    System,
+}
+
+impl OrderEventKind {
+    pub fn wire(self) -> &'static str {
+        match self {
+            OrderEventKind::Order => "order_update",
+            OrderEventKind::Allocation => "allocation_update",
+            OrderEventKind::System => "system_update",
+        }
+    }
+}
+
+/// A Moment order-stream event (`order_update`, `allocation_update`, `system_update`).
+/// Order fields are read from a nested `order` object or from the message itself.
+#[derive(Clone, Debug, PartialEq)]
+pub struct OrderEvent {
+    pub kind: OrderEventKind,
+    /// `YYYYMMDD` followed by a 10-digit per-day counter, as one integer.
+    pub msg_number: u64,
+    pub event_type: Key,
+    pub order_id: Option<Box<str>>,
+    pub status: Option<Key>,
+    pub side: Option<Key>,
+    /// The order's own `type` (e.g. `limit`).
+    pub order_type: Option<Key>,
+    pub cusip: Option<Key>,
+    pub isin: Option<Key>,
+    pub limit_price: Option<f64>,
+    pub filled_amount: Option<f64>,
+    pub filled_avg_price: Option<f64>,
+    /// The whole message as JSON text (nested objects such as `amount` included).
+    pub json: Box<str>,
+}
+
 /// A sequence jump: `received` arrived where `expected` was due.
 #[derive(Clone, Debug, PartialEq)]
 pub struct Gap {
@@ -190,19 +248,47 @@ pub enum Msg {
     Error(ServerError),
     Metadata(Metadata),
     Unknown(Unknown),
+    PriceUpdate(PriceUpdate),
+    OrderEvent(OrderEvent),
+    /// Moment's `success` control message (the welcome: `msg` = "connected").
+    Success {
+        msg: Box<str>,
+    },
+    /// Moment's answer to a (un)subscribe request.
+    Subscription {
+        instrument_id: Option<Box<str>>,
+        msg: Box<str>,
+    },
     /// A connection was established (`attempt` counts from 0 for the first connection).
-    Connected { url: Box<str>, attempt: u32 },
+    Connected {
+        url: Box<str>,
+        attempt: u32,
+    },
     /// The connection ended; `code` is the WebSocket close code when the server sent one.
-    Disconnected { reason: Box<str>, code: Option<u16> },
+    Disconnected {
+        reason: Box<str>,
+        code: Option<u16>,
+    },
     Gap(Gap),
     /// The connection was silent past the liveness deadline.
-    Stale { silence_s: f64 },
+    Stale {
+        silence_s: f64,
+    },
     /// Messages dropped by the overflow policy.
-    Dropped { count: u64, reason: Box<str> },
+    Dropped {
+        count: u64,
+        reason: Box<str>,
+    },
     /// A make-before-break switch completed.
-    Switched { held: u64, overlap_dropped: u64 },
+    Switched {
+        held: u64,
+        overlap_dropped: u64,
+    },
     /// A frame that could not be parsed; `raw` is its text (lossy for non-UTF-8 bytes).
-    ParseError { reason: Box<str>, raw: Box<str> },
+    ParseError {
+        reason: Box<str>,
+        raw: Box<str>,
+    },
 }
 
 impl Msg {
@@ -221,6 +307,10 @@ impl Msg {
             Msg::Error(_) => "error",
             Msg::Metadata(m) => &m.kind,
             Msg::Unknown(u) => &u.kind,
+            Msg::PriceUpdate(_) => "price_update",
+            Msg::OrderEvent(o) => o.kind.wire(),
+            Msg::Success { .. } => "success",
+            Msg::Subscription { .. } => "subscription",
             Msg::Connected { .. } => "connected",
             Msg::Disconnected { .. } => "disconnected",
             Msg::Gap(_) => "gap",

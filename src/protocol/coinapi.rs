@@ -4,6 +4,8 @@
 use crate::codec::write::ObjectWriter;
 use crate::model::Msg;
 
+use super::Verdict;
+
 /// What the user subscribes to: the hello fields of the CoinAPI protocol.
 #[derive(Clone, Debug, Default, PartialEq)]
 pub struct Scope {
@@ -56,13 +58,22 @@ impl Scope {
             }
         }
         for (name, v) in [
-            ("subscribe_update_limit_ms_quote", self.update_limit_ms_quote),
+            (
+                "subscribe_update_limit_ms_quote",
+                self.update_limit_ms_quote,
+            ),
             (
                 "subscribe_update_limit_ms_book_snapshot",
                 self.update_limit_ms_book_snapshot,
             ),
-            ("subscribe_update_limit_ms_exrate", self.update_limit_ms_exrate),
-            ("subscribe_update_limit_ms_index", self.update_limit_ms_index),
+            (
+                "subscribe_update_limit_ms_exrate",
+                self.update_limit_ms_exrate,
+            ),
+            (
+                "subscribe_update_limit_ms_index",
+                self.update_limit_ms_index,
+            ),
         ] {
             if let Some(v) = v {
                 w = w.int(name, v);
@@ -92,19 +103,6 @@ impl Scope {
             &self.index_ids,
         ]
     }
-}
-
-/// How a server message bears on the connection.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub enum Verdict {
-    /// Ordinary data: deliver it.
-    Deliver,
-    /// The key was refused: deliver the error, then fail the stream with an auth error.
-    AuthFailed,
-    /// Any other server error: deliver it; the server closes, the stream reconnects.
-    ServerClosing,
-    /// The server will close this connection soon (a `reconnect` notice).
-    ReconnectSoon,
 }
 
 /// One CoinAPI session: the scope to (re-)send on every connection.

@@ -42,6 +42,41 @@ macro_rules! message_class {
     };
 }
 
+/// Like `message_class!`, for Moment data messages: they also keep the whole message as JSON
+/// text and expose it parsed as `fields` (computed on access), since the wire shape is only
+/// partly documented and unknown fields must stay reachable.
+macro_rules! fields_class {
+    ($rust:ident, $name:literal, [$($field:ident : $ty:ty),* $(,)?]) => {
+        #[doc = concat!("`tickwire.", $name, "`")]
+        #[pyclass(frozen, module = "tickwire._core", name = $name)]
+        pub struct $rust {
+            #[pyo3(get, name = "type")]
+            pub type_: Py<PyString>,
+            #[pyo3(get)]
+            pub recv_ns: i64,
+            $(#[pyo3(get)] pub $field: $ty,)*
+            #[pyo3(get)]
+            pub raw: Option<String>,
+            pub json: String,
+        }
+
+        #[pymethods]
+        impl $rust {
+            /// The whole message as a dict, values as on the wire.
+            #[getter]
+            fn fields<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyAny>> {
+                py.import(pyo3::intern!(py, "json"))?
+                    .getattr(pyo3::intern!(py, "loads"))?
+                    .call1((&self.json,))
+            }
+
+            fn __repr__(slf: &Bound<'_, Self>) -> PyResult<String> {
+                repr_of(slf.as_any(), $name, &[$(stringify!($field)),*])
+            }
+        }
+    };
+}
+
 /// Declares one frozen event class (tickwire's own events carry no wire text).
 macro_rules! event_class {
     ($rust:ident, $name:literal, [$($field:ident : $ty:ty),* $(,)?]) => {
@@ -100,6 +135,33 @@ message_class!(ServerError, "ServerError", [message: String, error_type: Option<
 message_class!(Metadata, "Metadata", [fields: Py<PyDict>]);
 message_class!(Unknown, "Unknown", []);
 
+fields_class!(PriceUpdate, "PriceUpdate", [
+    instrument_id: Py<PyString>, isin: Option<Py<PyString>>, cusip: Option<Py<PyString>>,
+    timestamp: Option<i64>, price: Option<f64>, yield_to_worst: Option<f64>,
+    yield_to_maturity: Option<f64>, bid_price: Option<f64>, bid_size: Option<f64>,
+    ask_price: Option<f64>, ask_size: Option<f64>,
+]);
+fields_class!(OrderUpdate, "OrderUpdate", [
+    msg_number: u64, event_type: Py<PyString>, order_id: Option<String>,
+    status: Option<Py<PyString>>, side: Option<Py<PyString>>, order_type: Option<Py<PyString>>,
+    cusip: Option<Py<PyString>>, isin: Option<Py<PyString>>, limit_price: Option<f64>,
+    filled_amount: Option<f64>, filled_avg_price: Option<f64>,
+]);
+fields_class!(AllocationUpdate, "AllocationUpdate", [
+    msg_number: u64, event_type: Py<PyString>, order_id: Option<String>,
+    status: Option<Py<PyString>>, side: Option<Py<PyString>>, order_type: Option<Py<PyString>>,
+    cusip: Option<Py<PyString>>, isin: Option<Py<PyString>>, limit_price: Option<f64>,
+    filled_amount: Option<f64>, filled_avg_price: Option<f64>,
+]);
+fields_class!(SystemUpdate, "SystemUpdate", [
+    msg_number: u64, event_type: Py<PyString>, order_id: Option<String>,
+    status: Option<Py<PyString>>, side: Option<Py<PyString>>, order_type: Option<Py<PyString>>,
+    cusip: Option<Py<PyString>>, isin: Option<Py<PyString>>, limit_price: Option<f64>,
+    filled_amount: Option<f64>, filled_avg_price: Option<f64>,
+]);
+message_class!(Success, "Success", [msg: String]);
+message_class!(Subscription, "Subscription", [instrument_id: Option<String>, msg: String]);
+
 event_class!(Connected, "Connected", [url: String, attempt: u32]);
 event_class!(Disconnected, "Disconnected", [reason: String, code: Option<u16>]);
 event_class!(Gap, "Gap", [msg_type: Py<PyString>, key: Py<PyString>, expected: u64, received: u64]);
@@ -122,6 +184,12 @@ pub fn register(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_class::<ServerError>()?;
     m.add_class::<Metadata>()?;
     m.add_class::<Unknown>()?;
+    m.add_class::<PriceUpdate>()?;
+    m.add_class::<OrderUpdate>()?;
+    m.add_class::<AllocationUpdate>()?;
+    m.add_class::<SystemUpdate>()?;
+    m.add_class::<Success>()?;
+    m.add_class::<Subscription>()?;
     m.add_class::<Connected>()?;
     m.add_class::<Disconnected>()?;
     m.add_class::<Gap>()?;

@@ -24,7 +24,10 @@ pub struct Faults {
     pub error_after_s: Option<f64>,
 }
 
-#[allow(clippy::too_many_arguments, reason = "mirrors the keyword options of tickwire.Faults")]
+#[allow(
+    clippy::too_many_arguments,
+    reason = "mirrors the keyword options of tickwire.Faults"
+)]
 #[pymethods]
 impl Faults {
     #[new]
@@ -139,7 +142,10 @@ pub struct Simulator {
 
 type Sent = Vec<Vec<(String, Option<String>, Option<u64>, Option<String>)>>;
 
-#[allow(clippy::too_many_arguments, reason = "mirrors the keyword options of tickwire.Simulator")]
+#[allow(
+    clippy::too_many_arguments,
+    reason = "mirrors the keyword options of tickwire.Simulator"
+)]
 #[pymethods]
 impl Simulator {
     #[new]
@@ -192,7 +198,9 @@ impl Simulator {
             symbols: symbols.max(1),
             seed,
             total,
-            ping_interval: ping_interval.map(|v| positive("ping_interval", v)).transpose()?,
+            ping_interval: ping_interval
+                .map(|v| positive("ping_interval", v))
+                .transpose()?,
             pong_grace: positive("pong_grace", pong_grace)?,
             heartbeat_spelling: spelling,
             api_key,
@@ -297,7 +305,10 @@ impl Simulator {
     }
 
     fn __repr__(&self) -> String {
-        format!("Simulator(protocol={:?}, url={:?})", self.protocol, self.url)
+        format!(
+            "Simulator(protocol={:?}, url={:?})",
+            self.protocol, self.url
+        )
     }
 }
 

@@ -17,6 +17,8 @@ use crate::delivery::{LatencyHistogram, Overflow, Pop, Queue, StreamEnd};
 use crate::error::Error;
 use crate::feed::backoff::BackoffPolicy;
 use crate::protocol::coinapi::{CoinApiSession, Scope};
+use crate::protocol::moment::{MomentSession, MomentStream};
+use crate::protocol::{ScopeChange, Session};
 use crate::transport::ConnectOptions;
 
 /// Sync waits wake this often to let Ctrl-C through.
@@ -25,6 +27,8 @@ const SIGNAL_SLICE: Duration = Duration::from_millis(100);
 /// The running stream behind `tickwire.Stream`.
 #[pyclass(frozen, module = "tickwire._core", name = "StreamCore")]
 pub struct StreamCore {
+    /// A copy of the session as opened, to validate scope changes before they are sent.
+    session: Session,
     queue: Arc<Queue>,
     commands: mpsc::UnboundedSender<Command>,
     keys: Arc<Mutex<KeyCache>>,
@@ -115,6 +119,54 @@ impl StreamCore {
         }
     }
 
+    /// A scope change from keyword lists, checked against the venue (and the order stream,
+    /// which has no subscriptions) before anything is sent.
+    fn change(
+        &self,
+        lists: [Vec<String>; 6],
+        instruments: Vec<String>,
+        all: bool,
+    ) -> PyResult<ScopeChange> {
+        let [data_types, symbols, assets, exchanges, periods, index_ids] = lists;
+        let coinapi_given = [
+            &data_types,
+            &symbols,
+            &assets,
+            &exchanges,
+            &periods,
+            &index_ids,
+        ]
+        .iter()
+        .any(|l| !l.is_empty());
+        let change = if coinapi_given
+            || (instruments.is_empty() && !all && matches!(self.session, Session::CoinApi(_)))
+        {
+            if !instruments.is_empty() || all {
+                return Err(Error::Config("instruments=/all= are Moment keywords".into()).into());
+            }
+            ScopeChange::CoinApi(Scope {
+                data_types,
+                symbols,
+                assets,
+                exchanges,
+                periods,
+                index_ids,
+                ..Scope::default()
+            })
+        } else {
+            ScopeChange::Instruments {
+                ids: instruments,
+                all,
+            }
+        };
+        // Validate on a scratch copy: the task keeps the real session.
+        self.session
+            .clone()
+            .apply(&change, true)
+            .map_err(Error::Config)?;
+        Ok(change)
+    }
+
     fn send(&self, cmd: Command) -> PyResult<()> {
         if self.queue.is_closed_by_user() {
             return Err(Error::Closed.into());
@@ -125,18 +177,27 @@ impl StreamCore {
     }
 }
 
-#[allow(clippy::too_many_arguments, reason = "mirrors the keyword options of tickwire.connect")]
+#[allow(
+    clippy::too_many_arguments,
+    reason = "mirrors the keyword options of tickwire.connect"
+)]
 #[pymethods]
 impl StreamCore {
     #[new]
-    #[pyo3(signature = (url, *, headers, data_types, symbols, assets, exchanges, periods,
+    #[pyo3(signature = (url, *, protocol, headers, moment_stream, instruments, subscribe_all,
+        start_msg_number, data_types, symbols, assets, exchanges, periods,
         index_ids, heartbeat, update_limit_ms_quote, update_limit_ms_book_snapshot,
         update_limit_ms_exrate, update_limit_ms_index, batch_size, queue_size, overflow,
         heartbeat_timeout, ping_timeout, connect_timeout, reconnect, compression,
         max_message_size, ca_file, keep_raw))]
     fn py_new(
         url: &str,
+        protocol: &str,
         headers: Vec<(String, String)>,
+        moment_stream: Option<String>,
+        instruments: Vec<String>,
+        subscribe_all: bool,
+        start_msg_number: Option<u64>,
         data_types: Vec<String>,
         symbols: Vec<String>,
         assets: Vec<String>,
@@ -164,7 +225,9 @@ impl StreamCore {
             .map_err(|e| Error::Config(format!("invalid url: {e}")))
             .and_then(|u| match u.scheme() {
                 "ws" | "wss" => Ok(u),
-                s => Err(Error::Config(format!("url scheme must be ws or wss, not {s}"))),
+                s => Err(Error::Config(format!(
+                    "url scheme must be ws or wss, not {s}"
+                ))),
             })?;
         if batch_size == 0 || queue_size == 0 {
             return Err(Error::Config("batch_size and queue_size must be positive".into()).into());
@@ -183,22 +246,47 @@ impl StreamCore {
             update_limit_ms_exrate,
             update_limit_ms_index,
         };
-        // Automatic liveness: CoinAPI heartbeats come after 1 s of silence, so 3 s of silence
-        // means a dead connection; without heartbeats only our own pings tell.
-        let heartbeat_timeout = match heartbeat_timeout {
-            None if heartbeat => Some(Duration::from_secs(3)),
-            None => None,
-            Some(s) => seconds("heartbeat_timeout", Some(s))?,
-        };
-        let reconnect = reconnect.map(|(initial_delay, max_delay, factor, jitter, max_attempts)| {
-            BackoffPolicy {
-                initial_delay,
-                max_delay,
-                factor,
-                jitter,
-                max_attempts,
+        let session = match (protocol, moment_stream.as_deref()) {
+            ("coinapi", _) => Session::CoinApi(CoinApiSession::new(scope)),
+            ("moment", Some("prices")) => Session::Moment(MomentSession::new(
+                MomentStream::Prices,
+                instruments,
+                subscribe_all,
+                None,
+            )),
+            ("moment", Some("orders")) => Session::Moment(MomentSession::new(
+                MomentStream::Orders,
+                Vec::new(),
+                false,
+                start_msg_number,
+            )),
+            (p, s) => {
+                return Err(Error::Config(format!(
+                    "unknown protocol/stream {p:?}/{s:?}: expected coinapi, or moment with \
+                     \"prices\" or \"orders\""
+                ))
+                .into())
             }
-        });
+        };
+        // Automatic liveness: CoinAPI heartbeats come after 1 s of silence, so 3 s of silence
+        // means a dead connection; Moment pings every 30 s, so 45 s without any frame does.
+        // Without either, only our own pings (`ping_timeout`) tell.
+        let heartbeat_timeout = match (heartbeat_timeout, &session) {
+            (None, Session::CoinApi(_)) if heartbeat => Some(Duration::from_secs(3)),
+            (None, Session::Moment(_)) => Some(Duration::from_secs(45)),
+            (None, _) => None,
+            (Some(s), _) => seconds("heartbeat_timeout", Some(s))?,
+        };
+        let reconnect =
+            reconnect.map(|(initial_delay, max_delay, factor, jitter, max_attempts)| {
+                BackoffPolicy {
+                    initial_delay,
+                    max_delay,
+                    factor,
+                    jitter,
+                    max_attempts,
+                }
+            });
         let config = ClientConfig {
             connect: ConnectOptions {
                 url,
@@ -209,7 +297,7 @@ impl StreamCore {
                     .unwrap_or(Duration::from_secs(10)),
                 ca_file,
             },
-            session: CoinApiSession::new(scope),
+            session: session.clone(),
             batch_size,
             heartbeat_timeout,
             ping_timeout: seconds("ping_timeout", ping_timeout)?,
@@ -221,6 +309,7 @@ impl StreamCore {
         let queue = Queue::new(queue_size, batch_size, overflow, Some(wake));
         let commands = client::spawn(runtime().handle(), config, queue.clone());
         Ok(StreamCore {
+            session,
             queue,
             commands,
             keys: Arc::new(Mutex::new(KeyCache::default())),
@@ -232,11 +321,14 @@ impl StreamCore {
     /// Returns a `Batch`, `True` when nothing came in time, `False` at the end of the stream.
     #[pyo3(signature = (timeout=None))]
     fn poll(&self, py: Python<'_>, timeout: Option<f64>) -> PyResult<Py<PyAny>> {
-        let deadline = timeout.map(|t| std::time::Instant::now() + Duration::from_secs_f64(t.max(0.0)));
+        let deadline =
+            timeout.map(|t| std::time::Instant::now() + Duration::from_secs_f64(t.max(0.0)));
         loop {
             let slice = match deadline {
                 None => SIGNAL_SLICE,
-                Some(d) => d.saturating_duration_since(std::time::Instant::now()).min(SIGNAL_SLICE),
+                Some(d) => d
+                    .saturating_duration_since(std::time::Instant::now())
+                    .min(SIGNAL_SLICE),
             };
             let q = &self.queue;
             let pop = py.detach(|| q.pop(Some(slice)));
@@ -264,7 +356,9 @@ impl StreamCore {
         let deadline = std::time::Instant::now() + Duration::from_secs_f64(timeout.max(0.0));
         loop {
             let q = &self.queue;
-            let slice = deadline.saturating_duration_since(std::time::Instant::now()).min(SIGNAL_SLICE);
+            let slice = deadline
+                .saturating_duration_since(std::time::Instant::now())
+                .min(SIGNAL_SLICE);
             if py.detach(|| q.wait_settled(slice)) {
                 return self.check_connected();
             }
@@ -318,7 +412,10 @@ impl StreamCore {
         })
     }
 
-    #[pyo3(signature = (*, data_types=vec![], symbols=vec![], assets=vec![], exchanges=vec![], periods=vec![], index_ids=vec![]))]
+    /// Adds to the subscription: CoinAPI takes the hello's list fields, Moment prices take
+    /// `instruments` (CUSIP or ISIN) or `all=True`.
+    #[pyo3(signature = (*, data_types=vec![], symbols=vec![], assets=vec![], exchanges=vec![],
+        periods=vec![], index_ids=vec![], instruments=vec![], all=false))]
     fn subscribe(
         &self,
         data_types: Vec<String>,
@@ -327,19 +424,20 @@ impl StreamCore {
         exchanges: Vec<String>,
         periods: Vec<String>,
         index_ids: Vec<String>,
+        instruments: Vec<String>,
+        all: bool,
     ) -> PyResult<()> {
-        self.send(Command::Subscribe(Scope {
-            data_types,
-            symbols,
-            assets,
-            exchanges,
-            periods,
-            index_ids,
-            ..Scope::default()
-        }))
+        let change = self.change(
+            [data_types, symbols, assets, exchanges, periods, index_ids],
+            instruments,
+            all,
+        )?;
+        self.send(Command::Subscribe(change))
     }
 
-    #[pyo3(signature = (*, data_types=vec![], symbols=vec![], assets=vec![], exchanges=vec![], periods=vec![], index_ids=vec![]))]
+    /// Removes from the subscription; the same keywords as `subscribe`.
+    #[pyo3(signature = (*, data_types=vec![], symbols=vec![], assets=vec![], exchanges=vec![],
+        periods=vec![], index_ids=vec![], instruments=vec![], all=false))]
     fn unsubscribe(
         &self,
         data_types: Vec<String>,
@@ -348,16 +446,15 @@ impl StreamCore {
         exchanges: Vec<String>,
         periods: Vec<String>,
         index_ids: Vec<String>,
+        instruments: Vec<String>,
+        all: bool,
     ) -> PyResult<()> {
-        self.send(Command::Unsubscribe(Scope {
-            data_types,
-            symbols,
-            assets,
-            exchanges,
-            periods,
-            index_ids,
-            ..Scope::default()
-        }))
+        let change = self.change(
+            [data_types, symbols, assets, exchanges, periods, index_ids],
+            instruments,
+            all,
+        )?;
+        self.send(Command::Unsubscribe(change))
     }
 
     /// Closes the connection and discards what is queued; idempotent.

@@ -13,12 +13,18 @@ use yawc::{Frame as WsFrame, HttpRequestBuilder, OpCode, Options, TcpWebSocket, 
 #[derive(Debug)]
 pub enum Frame {
     /// A data frame's payload (text or binary; both are handed to the decoder).
-    Data { payload: bytes::Bytes, binary: bool },
+    Data {
+        payload: bytes::Bytes,
+        binary: bool,
+    },
     /// A ping from the server; the pong is queued by the transport and flushed by the caller.
     Ping,
     Pong,
     /// The server's close frame.
-    Close { code: Option<u16>, reason: String },
+    Close {
+        code: Option<u16>,
+        reason: String,
+    },
 }
 
 /// Everything needed to open one connection.
