@@ -556,7 +556,7 @@ class StreamCore:
         heartbeat_timeout: float | None,
         ping_timeout: float | None,
         connect_timeout: float,
-        reconnect: tuple[float, float, float, float, int | None] | None,
+        reconnect: tuple[str, float, float, float, float, int | None] | None,
         compression: bool,
         max_message_size: int,
         ca_file: str | None,

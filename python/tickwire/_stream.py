@@ -11,7 +11,7 @@ from . import _core
 from ._core import Batch, Stats, StreamClosed
 from ._feeds import CoinAPI, Moment, ReconnectPolicy
 
-Overflow = Literal["block", "drop_oldest"]
+Overflow = Literal["block", "drop_oldest", "conflate"]
 
 _UNSET = ReconnectPolicy()
 
@@ -221,6 +221,7 @@ def connect(
         None
         if reconnect is None
         else (
+            reconnect.on_notice,
             reconnect.initial_delay,
             reconnect.max_delay,
             reconnect.factor,

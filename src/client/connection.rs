@@ -7,7 +7,7 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use tokio::sync::mpsc;
 
-use super::{ClientConfig, Command, Ended};
+use super::{ClientConfig, Command, Ended, OnNotice};
 use crate::delivery::{Queue, Stats, StreamEnd};
 use crate::feed::liveness::Liveness;
 use crate::feed::msgnum::MsgNumberTracker;
@@ -32,22 +32,35 @@ fn lossy_prefix(bytes: &[u8]) -> Box<str> {
 }
 
 /// Per-connection parsing and bookkeeping state.
-struct Reader<'a> {
+pub(crate) struct Reader {
     decoder: Decoder,
     sequences: SequenceTracker,
-    replay: &'a mut MsgNumberTracker,
+    /// Moment order numbers; carried from connection to connection by the caller.
+    pub(crate) replay: MsgNumberTracker,
     scratch: Vec<u8>,
     keep_raw: bool,
 }
 
 /// What the reader wants the connection to do after a frame.
-enum After {
+pub(crate) enum After {
     Continue,
     /// The server refused the key: end the stream with an auth error after delivering.
     AuthFailed(String),
+    /// The server announced it will close this connection by `before_ns`.
+    Notice { before_ns: i64 },
 }
 
-impl Reader<'_> {
+impl Reader {
+    pub(crate) fn new(session: &Session, keep_raw: bool, replay: MsgNumberTracker) -> Self {
+        Reader {
+            decoder: session.decoder(),
+            sequences: SequenceTracker::default(),
+            replay,
+            scratch: Vec::with_capacity(4096),
+            keep_raw,
+        }
+    }
+
     /// The sequence verdict of `msg`, if it carries a number: CoinAPI per (type, key) on this
     /// connection, Moment order events by `msg_number` across connections.
     fn check(&mut self, msg: &Msg) -> Option<(&'static str, crate::model::Key, SeqCheck)> {
@@ -63,7 +76,7 @@ impl Reader<'_> {
 
     /// Decodes one data frame into `out` (possibly a `Gap` before it, or nothing for a
     /// duplicate).
-    fn on_data(
+    pub(crate) fn on_data(
         &mut self,
         payload: &[u8],
         recv_ns: i64,
@@ -117,74 +130,162 @@ impl Reader<'_> {
         let verdict = session.classify(&msg);
         let after = match (&verdict, &msg) {
             (Verdict::AuthFailed, Msg::Error(e)) => After::AuthFailed(e.message.to_string()),
+            (Verdict::ReconnectSoon, Msg::Reconnect(n)) => After::Notice {
+                before_ns: n.before_time,
+            },
             _ => After::Continue,
         };
-        Stats::add(&stats.messages, 1);
         out.push(Envelope { recv_ns, raw, msg });
         after
     }
 }
 
-/// Runs one open connection until it ends.
+/// Counts the data messages of a batch and hands it to the queue; false once the consumer
+/// has closed the stream.
+async fn deliver(queue: &Queue, batch: Vec<Envelope>) -> bool {
+    let data = batch.iter().filter(|e| e.msg.is_data()).count();
+    Stats::add(&queue.stats.messages, data as u64);
+    queue.push(batch).await
+}
+
+/// Runs one connection (and, on a reconnect notice, its make-before-break successor) until the
+/// stream must reconnect or end.
 pub(crate) async fn drive(
-    mut conn: Connection,
+    conn: Connection,
     config: &mut ClientConfig,
     queue: &Arc<Queue>,
     commands: &mut mpsc::UnboundedReceiver<Command>,
     replay: &mut MsgNumberTracker,
 ) -> Ended {
+    let mut reader = Reader::new(&config.session, config.keep_raw, std::mem::take(replay));
+    let ended = drive_with(conn, config, queue, commands, &mut reader).await;
+    *replay = std::mem::take(&mut reader.replay);
+    ended
+}
+
+async fn send_opening(conn: &mut Connection, session: &Session) -> Result<(), TransportError> {
+    for req in session.opening() {
+        conn.send_text(req).await?;
+    }
+    Ok(())
+}
+
+async fn drive_with(
+    mut conn: Connection,
+    config: &mut ClientConfig,
+    queue: &Arc<Queue>,
+    commands: &mut mpsc::UnboundedReceiver<Command>,
+    reader: &mut Reader,
+) -> Ended {
     let lost = |e: TransportError| Ended::Lost {
         reason: e.reason,
         code: e.code,
     };
-    for req in config.session.opening() {
-        if let Err(e) = conn.send_text(req).await {
-            return lost(e);
-        }
+    if let Err(e) = send_opening(&mut conn, &config.session).await {
+        return lost(e);
     }
-    let mut reader = Reader {
-        decoder: config.session.decoder(),
-        sequences: SequenceTracker::default(),
-        replay,
-        scratch: Vec::with_capacity(4096),
-        keep_raw: config.keep_raw,
-    };
     let now = Instant::now();
     let mut liveness = Liveness::new(config.heartbeat_timeout, now);
     let mut probe = Liveness::new(config.ping_timeout, now);
     let mut pinged = false;
-    let far = Duration::from_secs(86_400 * 365);
+    let far = now + Duration::from_secs(86_400 * 365);
     let batch_size = config.batch_size;
     let mut batch: Vec<Envelope> = Vec::with_capacity(batch_size.min(4096));
+    let mut successor: Option<Successor> = None;
+    // Set when a make-before-break could not be made: said in the Disconnected reason.
+    let mut fallback: Option<String> = None;
     loop {
-        let stale_at = liveness.deadline().unwrap_or(now + far);
+        let stale_at = liveness.deadline().unwrap_or(far);
         // Our own ping goes out after `ping_timeout` of silence; as long again and it is dead.
-        let probe_at = probe.deadline().map_or(now + far, |d| {
+        let probe_at = probe.deadline().map_or(far, |d| {
             if pinged {
                 d + config.ping_timeout.unwrap_or_default()
             } else {
                 d
             }
         });
+        let switch_at = successor.as_ref().map_or(far, |s| s.deadline);
+        let next_active = successor
+            .as_ref()
+            .is_some_and(|s| s.wants_connect() || s.wants_read());
         let first = tokio::select! {
             biased;
             cmd = commands.recv() => {
                 let reqs = match cmd {
                     None | Some(Command::Close) => {
                         conn.close().await;
+                        if let Some(s) = successor.take() {
+                            s.close().await;
+                        }
                         return Ended::User;
                     }
                     Some(Command::Subscribe(s)) => config.session.apply(&s, true),
                     Some(Command::Unsubscribe(s)) => config.session.apply(&s, false),
                 };
                 for req in reqs.unwrap_or_default() {
+                    if let Some(next) = successor.as_mut().and_then(|s| s.conn.as_mut()) {
+                        // The successor must carry the same scope when it takes over.
+                        let _ = next.send_text(req.clone()).await;
+                    }
                     if let Err(e) = conn.send_text(req).await {
                         return lost(e);
                     }
                 }
                 continue;
             }
+            ev = async { successor.as_mut().expect("guarded").event().await }, if next_active => {
+                let Some(s) = successor.as_mut() else { continue };
+                match ev {
+                    SuccessorEvent::Connected(Ok(mut next)) => {
+                        match send_opening(&mut next, &config.session).await {
+                            Ok(()) => s.conn = Some(next),
+                            Err(e) => {
+                                fallback = Some(format!(
+                                    "make-before-break failed ({}); waited for close",
+                                    e.reason
+                                ));
+                                successor = None;
+                            }
+                        }
+                    }
+                    SuccessorEvent::Connected(Err(e)) => {
+                        fallback =
+                            Some(format!("make-before-break refused ({e}); waited for close"));
+                        successor = None;
+                    }
+                    SuccessorEvent::Frame(f) => {
+                        if let Err(e) = s.on_frame(f, &config.session, &queue.stats) {
+                            fallback = Some(format!(
+                                "make-before-break connection failed ({}); waited for close",
+                                e.reason
+                            ));
+                            if let Some(s) = successor.take() {
+                                s.close().await;
+                            }
+                        }
+                    }
+                }
+                continue;
+            }
             f = conn.next() => f,
+            () = tokio::time::sleep_until(switch_at.into()) => {
+                // `before_time` passed: the old server is about to go; switch now.
+                let Some(s) = successor.take() else { continue };
+                match s.conn.is_some() {
+                    true => {
+                        let old = std::mem::replace(&mut conn, match switch(s, reader, queue).await {
+                            Some(c) => c,
+                            None => return Ended::User,
+                        });
+                        old.close().await;
+                        let t = Instant::now();
+                        liveness.on_frame(t);
+                        probe.on_frame(t);
+                    }
+                    false => fallback = Some("make-before-break connection not ready by before_time; waited for close".into()),
+                }
+                continue;
+            }
             () = tokio::time::sleep_until(stale_at.into()) => {
                 let silence = liveness.silence(Instant::now()).as_secs_f64();
                 return stale(queue, silence).await;
@@ -221,20 +322,45 @@ pub(crate) async fn drive(
             queue.stats.last_frame_ns.store(recv_ns, Relaxed);
             match frame {
                 Frame::Data { payload, .. } => {
-                    let after = reader.on_data(
-                        &payload,
-                        recv_ns,
-                        &config.session,
-                        &queue.stats,
-                        &mut batch,
-                    );
-                    if let After::AuthFailed(message) = after {
-                        ended = Some(Ended::Terminal {
-                            reason: format!("server error: {message}"),
-                            code: None,
-                            end: StreamEnd::Auth(format!("the server refused the key: {message}")),
-                        });
-                        break;
+                    let from = batch.len();
+                    let after =
+                        reader.on_data(&payload, recv_ns, &config.session, &queue.stats, &mut batch);
+                    if let Some(s) = successor.as_mut() {
+                        s.remember(&batch[from..]);
+                    }
+                    match after {
+                        After::Continue => {}
+                        After::AuthFailed(message) => {
+                            ended = Some(Ended::Terminal {
+                                reason: format!("server error: {message}"),
+                                code: None,
+                                end: StreamEnd::Auth(format!(
+                                    "the server refused the key: {message}"
+                                )),
+                            });
+                            break;
+                        }
+                        After::Notice { before_ns } => match config.on_notice {
+                            OnNotice::WaitForClose => {}
+                            OnNotice::Immediate => {
+                                ended = Some(Ended::Reconnect {
+                                    reason: "the server announced a reconnect (on_notice=immediate)"
+                                        .into(),
+                                });
+                                break;
+                            }
+                            OnNotice::MakeBeforeBreak if successor.is_none() => {
+                                let wait = Duration::from_nanos(
+                                    u64::try_from(before_ns - wall_ns()).unwrap_or(0),
+                                );
+                                successor = Some(Successor::new(
+                                    config,
+                                    Instant::now() + wait,
+                                    reader.replay.clone(),
+                                ));
+                            }
+                            OnNotice::MakeBeforeBreak => {}
+                        },
                     }
                 }
                 Frame::Ping => owe_pong = true,
@@ -263,15 +389,199 @@ pub(crate) async fn drive(
         }
         if !batch.is_empty() {
             let full = std::mem::replace(&mut batch, Vec::with_capacity(batch_size.min(4096)));
-            if !queue.push(full).await {
+            if !deliver(queue, full).await {
                 conn.close().await;
                 return Ended::User;
             }
         }
-        if let Some(e) = ended {
-            return e;
+        match ended {
+            None => {}
+            // The old connection is gone: a ready successor takes over without a hole.
+            Some(Ended::Lost { .. }) if successor.as_ref().is_some_and(|s| s.conn.is_some()) => {
+                let s = successor.take().expect("checked");
+                conn = match switch(s, reader, queue).await {
+                    Some(c) => c,
+                    None => return Ended::User,
+                };
+                let t = Instant::now();
+                liveness.on_frame(t);
+                probe.on_frame(t);
+            }
+            Some(Ended::Lost { reason, code }) => {
+                if let Some(s) = successor.take() {
+                    s.close().await;
+                }
+                let reason = match fallback.take() {
+                    Some(f) => format!("{reason}; {f}"),
+                    None => reason,
+                };
+                return Ended::Lost { reason, code };
+            }
+            Some(other) => {
+                if let Some(s) = successor.take() {
+                    s.close().await;
+                }
+                return other;
+            }
         }
     }
+}
+
+/// Identity of a message across connections: sequence numbers are per connection, so a
+/// trade is known by its `uuid` and anything else by type, key and time.
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+enum Identity {
+    Trade(Box<str>),
+    Other(&'static str, crate::model::Key, i64, i64),
+}
+
+fn identity(msg: &Msg) -> Option<Identity> {
+    Some(match msg {
+        Msg::Trade(t) => Identity::Trade(t.uuid.clone()),
+        Msg::Quote(q) => Identity::Other("quote", q.symbol_id.clone(), q.time_exchange, q.time_coinapi),
+        Msg::Book(b) => Identity::Other(b.kind.wire(), b.symbol_id.clone(), b.time_exchange, b.time_coinapi),
+        Msg::BookL3(b) => Identity::Other("book_l3", b.symbol_id.clone(), b.time_exchange, b.time_coinapi),
+        Msg::Ohlcv(o) => Identity::Other("ohlcv", o.symbol_id.clone(), o.time_period_start, o.time_close.unwrap_or(0)),
+        Msg::Index(i) => Identity::Other("index", i.index_id.clone(), i.time_coinapi, 0),
+        Msg::Exrate(x) => Identity::Other("exrate", x.asset_id_base.clone(), x.time, 0),
+        _ => return None,
+    })
+}
+
+enum SuccessorEvent {
+    Connected(Result<Connection, crate::transport::ConnectFailure>),
+    Frame(Result<Frame, TransportError>),
+}
+
+/// The second connection of a make-before-break: opened with the same scope as soon as the
+/// notice arrives, its messages held (bounded) until the switch.
+struct Successor {
+    connecting: Option<std::pin::Pin<Box<dyn std::future::Future<Output = Result<Connection, crate::transport::ConnectFailure>> + Send>>>,
+    conn: Option<Connection>,
+    reader: Reader,
+    held: Vec<Envelope>,
+    hold_limit: usize,
+    /// Identities the old connection delivered since the notice.
+    seen: std::collections::HashSet<Identity>,
+    deadline: Instant,
+}
+
+impl Successor {
+    fn new(config: &ClientConfig, deadline: Instant, replay: MsgNumberTracker) -> Self {
+        let opts = config.connect.clone();
+        Successor {
+            connecting: Some(Box::pin(async move { Connection::connect(&opts).await })),
+            conn: None,
+            reader: Reader::new(&config.session, config.keep_raw, replay),
+            held: Vec::new(),
+            hold_limit: config.hold_limit,
+            seen: std::collections::HashSet::new(),
+            deadline,
+        }
+    }
+
+    fn wants_connect(&self) -> bool {
+        self.connecting.is_some() && self.conn.is_none()
+    }
+
+    /// Reading pauses once the hold is full (TCP backpressure on the new connection).
+    fn wants_read(&self) -> bool {
+        self.conn.is_some() && self.held.len() < self.hold_limit
+    }
+
+    /// The next thing that happens on the successor: its connection completing, or a frame.
+    async fn event(&mut self) -> SuccessorEvent {
+        if let Some(fut) = self.connecting.as_mut() {
+            let res = fut.await;
+            self.connecting = None;
+            return SuccessorEvent::Connected(res);
+        }
+        match self.conn.as_mut() {
+            Some(c) => SuccessorEvent::Frame(c.next().await),
+            None => std::future::pending().await,
+        }
+    }
+
+    fn remember(&mut self, delivered: &[Envelope]) {
+        self.seen.extend(delivered.iter().filter_map(|e| identity(&e.msg)));
+    }
+
+    fn on_frame(
+        &mut self,
+        f: Result<Frame, TransportError>,
+        session: &Session,
+        stats: &Stats,
+    ) -> Result<(), TransportError> {
+        match f? {
+            Frame::Data { payload, .. } => {
+                let recv_ns = wall_ns();
+                self.reader.on_data(&payload, recv_ns, session, stats, &mut self.held);
+            }
+            Frame::Close { reason, .. } => {
+                return Err(TransportError {
+                    reason: format!("closed: {reason}"),
+                    code: None,
+                })
+            }
+            Frame::Ping | Frame::Pong => {}
+        }
+        Ok(())
+    }
+
+    async fn close(self) {
+        if let Some(c) = self.conn {
+            c.close().await;
+        }
+    }
+}
+
+/// Switches to the successor: delivers its held messages minus the overlap with what the old
+/// connection delivered (and full-book messages before its first snapshot, since a book
+/// restarts from the new connection's snapshot), then a `Switched` event. The reader's
+/// per-connection state becomes the successor's. `None` if the consumer closed meanwhile.
+async fn switch(s: Successor, reader: &mut Reader, queue: &Queue) -> Option<Connection> {
+    let Successor {
+        conn,
+        reader: next_reader,
+        held,
+        seen,
+        ..
+    } = s;
+    let held_count = held.len() as u64;
+    let mut overlap = 0u64;
+    let mut snapshotted: std::collections::HashSet<crate::model::Key> = std::collections::HashSet::new();
+    let mut out = Vec::with_capacity(held.len() + 1);
+    out.push(Envelope::event(wall_ns(), Msg::Switched { held: held_count, overlap_dropped: 0 }));
+    for e in held {
+        if let Msg::Book(b) = &e.msg {
+            if b.kind == crate::model::BookKind::Full {
+                if b.is_snapshot {
+                    snapshotted.insert(b.symbol_id.clone());
+                } else if !snapshotted.contains(&b.symbol_id) {
+                    overlap += 1;
+                    continue;
+                }
+            }
+        }
+        if matches!(e.msg, Msg::Heartbeat) || identity(&e.msg).is_some_and(|id| seen.contains(&id)) {
+            overlap += 1;
+            continue;
+        }
+        out.push(e);
+    }
+    if let Some(Envelope { msg: Msg::Switched { overlap_dropped, .. }, .. }) = out.first_mut() {
+        *overlap_dropped = overlap;
+    }
+    let replay = std::mem::take(&mut reader.replay);
+    *reader = next_reader;
+    reader.replay = replay;
+    if !deliver(queue, out).await {
+        if let Some(c) = conn {
+            c.close().await;
+        }
+        return None;
+    }
+    conn
 }
 
 async fn stale(queue: &Queue, silence_s: f64) -> Ended {

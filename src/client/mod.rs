@@ -25,6 +25,17 @@ pub enum Command {
     Close,
 }
 
+/// What to do when the server announces it will close the connection (CoinAPI `reconnect`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum OnNotice {
+    /// Open a second connection at once, hold its messages, switch when the first closes.
+    MakeBeforeBreak,
+    /// Reconnect at once (a hole, marked by `Disconnected`/`Connected`).
+    Immediate,
+    /// Keep reading until the server closes, then reconnect.
+    WaitForClose,
+}
+
 /// Everything a stream needs to run.
 #[derive(Clone, Debug)]
 pub struct ClientConfig {
@@ -37,6 +48,9 @@ pub struct ClientConfig {
     /// connection counts as dead.
     pub ping_timeout: Option<Duration>,
     pub reconnect: Option<BackoffPolicy>,
+    pub on_notice: OnNotice,
+    /// The most messages a make-before-break successor holds before the switch.
+    pub hold_limit: usize,
     pub keep_raw: bool,
 }
 
@@ -77,6 +91,8 @@ pub(crate) enum Ended {
     User,
     /// The connection is gone; reconnect if the policy allows.
     Lost { reason: String, code: Option<u16> },
+    /// The server asked for a reconnect: do it now, without backoff.
+    Reconnect { reason: String },
     /// A terminal failure: deliver `Disconnected`, then end the stream with it.
     Terminal {
         reason: String,
@@ -126,6 +142,15 @@ async fn run(
                     connection::drive(conn, &mut config, &queue, &mut commands, &mut replay).await;
                 match ended {
                     Ended::User => return,
+                    Ended::Reconnect { reason } if backoff.is_some() => {
+                        push_event(&queue, Msg::Disconnected { reason: reason.into(), code: None }).await;
+                        attempt = attempt.saturating_add(1);
+                        crate::delivery::Stats::add(&queue.stats.reconnects, 1);
+                        continue;
+                    }
+                    Ended::Reconnect { reason } => {
+                        push_event(&queue, Msg::Disconnected { reason: reason.into(), code: None }).await;
+                    }
                     Ended::Lost { reason, code } => {
                         push_event(
                             &queue,

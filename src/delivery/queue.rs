@@ -22,6 +22,24 @@ pub enum Overflow {
     Block,
     /// Drop the oldest queued messages and put a `Dropped` event where they were.
     DropOldest,
+    /// Keep only the newest queued message per (type, key) of state-like types (quotes,
+    /// top-N books, index values, exchange rates, prices); never trades or order events.
+    /// When only those fill the queue, reading pauses as with `Block`.
+    Conflate,
+}
+
+/// The identity under which a newer message supersedes an older one, for state-like types.
+fn conflation_key(msg: &Msg) -> Option<(&'static str, &str, Option<&str>)> {
+    match msg {
+        Msg::Quote(q) => Some(("quote", &q.symbol_id, None)),
+        Msg::Book(b) if b.kind != crate::model::BookKind::Full => {
+            Some((b.kind.wire(), &b.symbol_id, None))
+        }
+        Msg::Index(i) => Some(("index", &i.index_id, None)),
+        Msg::Exrate(x) => Some(("exrate", &x.asset_id_base, Some(&x.asset_id_quote))),
+        Msg::PriceUpdate(p) => Some(("price_update", &p.instrument_id, None)),
+        _ => None,
+    }
 }
 
 /// Why a stream ended, as the consumer will see it once the queue is drained.
@@ -121,7 +139,6 @@ impl Queue {
     fn drop_oldest(&self, st: &mut State, incoming: usize) {
         let mut need = (st.queued + incoming).saturating_sub(self.capacity);
         let mut dropped = 0u64;
-        let mut recv_ns = 0;
         while need > 0 {
             let Some(front) = st.batches.front_mut() else {
                 break;
@@ -144,28 +161,70 @@ impl Queue {
                 }
                 continue;
             }
-            recv_ns = front[skip].recv_ns;
             front.drain(skip..skip + take);
             st.queued -= take;
             need -= take;
             dropped += take as u64;
         }
-        if dropped == 0 {
-            return;
+        if dropped > 0 {
+            self.note_dropped(st, dropped, "queue full (overflow=drop_oldest)");
         }
-        Stats::add(&self.stats.dropped, dropped);
-        let front = st.batches.front_mut();
-        match front.and_then(|b| b.first_mut()) {
+    }
+
+    /// Drops every queued state-like message that a newer queued one (or one in `incoming`)
+    /// supersedes; records them as one `Dropped` event at the front. Returns how many went.
+    /// O(queued), but it runs only when the queue is full and usually frees much of it.
+    fn conflate(&self, st: &mut State, incoming: &[Envelope]) -> usize {
+        let mut seen: std::collections::HashSet<(&'static str, String, Option<String>)> =
+            std::collections::HashSet::new();
+        for e in incoming.iter().rev() {
+            if let Some((t, k, q)) = conflation_key(&e.msg) {
+                seen.insert((t, k.to_string(), q.map(str::to_string)));
+            }
+        }
+        let mut removed = 0usize;
+        for batch in st.batches.iter_mut().rev() {
+            let before = batch.len();
+            let mut keep = vec![true; before];
+            for (i, e) in batch.iter().enumerate().rev() {
+                if let Some((t, k, q)) = conflation_key(&e.msg) {
+                    let id = (t, k.to_string(), q.map(str::to_string));
+                    if !seen.insert(id) {
+                        keep[i] = false;
+                    }
+                }
+            }
+            let mut it = keep.iter();
+            batch.retain(|_| *it.next().unwrap_or(&true));
+            removed += before - batch.len();
+        }
+        st.batches.retain(|b| !b.is_empty());
+        st.queued -= removed;
+        if removed > 0 {
+            self.note_dropped(st, removed as u64, "conflated (overflow=conflate)");
+        }
+        removed
+    }
+
+    /// Records `count` dropped messages in a `Dropped` event at the front of the queue.
+    fn note_dropped(&self, st: &mut State, count: u64, reason: &str) {
+        Stats::add(&self.stats.dropped, count);
+        let recv_ns = st
+            .batches
+            .front()
+            .and_then(|b| b.first())
+            .map_or(0, |e| e.recv_ns);
+        match st.batches.front_mut().and_then(|b| b.first_mut()) {
             Some(Envelope {
-                msg: Msg::Dropped { count, .. },
+                msg: Msg::Dropped { count: c, .. },
                 ..
-            }) => *count += dropped,
+            }) => *c += count,
             _ => {
                 let ev = Envelope::event(
                     recv_ns,
                     Msg::Dropped {
-                        count: dropped,
-                        reason: "queue full (overflow=drop_oldest)".into(),
+                        count,
+                        reason: reason.into(),
                     },
                 );
                 st.queued += 1;
@@ -191,7 +250,12 @@ impl Queue {
                 if st.end.is_some() {
                     return false;
                 }
-                let fits = st.queued + items.len() <= self.capacity || st.queued == 0;
+                let mut fits = st.queued + items.len() <= self.capacity || st.queued == 0;
+                if !fits && self.overflow == Overflow::Conflate && self.conflate(&mut st, &items) > 0 {
+                    fits = st.queued + items.len() <= self.capacity;
+                    // The Dropped event must reach the consumer even if reading now pauses.
+                    self.signal(&mut st);
+                }
                 if fits || self.overflow == Overflow::DropOldest {
                     if !fits {
                         self.drop_oldest(&mut st, items.len());
@@ -373,6 +437,62 @@ mod tests {
         assert_eq!(count + delivered, 21);
         assert_eq!(q.stats.snapshot().dropped, count);
         assert!(b.len() <= 11);
+    }
+
+    fn quote(sym: &str, seq: u64) -> Envelope {
+        Envelope::event(
+            0,
+            Msg::Quote(crate::model::Quote {
+                symbol_id: std::sync::Arc::from(sym),
+                sequence: seq,
+                time_exchange: 0,
+                time_coinapi: 0,
+                ask_price: seq as f64,
+                ask_size: 1.0,
+                bid_price: 1.0,
+                bid_size: 1.0,
+            }),
+        )
+    }
+
+    #[test]
+    fn conflate_keeps_the_newest_per_key_and_counts_the_rest() {
+        let q = Queue::new(4, 1000, Overflow::Conflate, None);
+        block_on(async {
+            for seq in 0..10 {
+                q.push(vec![quote("A", seq), quote("B", seq)]).await;
+            }
+        });
+        let Pop::Batch(b) = q.pop(Some(Duration::ZERO)) else {
+            panic!("expected a batch")
+        };
+        let Msg::Dropped { count, .. } = b[0].msg else {
+            panic!("expected Dropped first, got {:?}", b[0].msg)
+        };
+        let delivered = b.len() as u64 - 1;
+        assert_eq!(count + delivered, 20);
+        let last: Vec<u64> = b[1..]
+            .iter()
+            .filter_map(|e| e.msg.sequence_key().map(|k| k.2))
+            .collect();
+        assert!(last.ends_with(&[9, 9]), "{last:?}");
+    }
+
+    #[test]
+    fn conflate_never_drops_trades_and_blocks_instead() {
+        let q = Queue::new(2, 1000, Overflow::Conflate, None);
+        block_on(async { q.push(msgs(2)).await });
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
+        let blocked = rt.block_on(async {
+            tokio::time::timeout(Duration::from_millis(50), q.push(msgs(1)))
+                .await
+                .is_err()
+        });
+        assert!(blocked, "a queue of non-state messages must block, not drop");
+        assert_eq!(q.stats.snapshot().dropped, 0);
     }
 
     #[test]

@@ -12,7 +12,7 @@ use tokio::sync::mpsc;
 
 use super::batch::{Batch, KeyCache};
 use super::runtime;
-use crate::client::{self, wall_ns, ClientConfig, Command};
+use crate::client::{self, wall_ns, ClientConfig, Command, OnNotice};
 use crate::delivery::{LatencyHistogram, Overflow, Pop, Queue, StreamEnd};
 use crate::error::Error;
 use crate::feed::backoff::BackoffPolicy;
@@ -74,8 +74,9 @@ fn overflow_of(name: &str) -> Result<Overflow, Error> {
     match name {
         "block" => Ok(Overflow::Block),
         "drop_oldest" => Ok(Overflow::DropOldest),
+        "conflate" => Ok(Overflow::Conflate),
         other => Err(Error::Config(format!(
-            "overflow must be \"block\" or \"drop_oldest\", not {other:?}"
+            "overflow must be \"block\", \"drop_oldest\" or \"conflate\", not {other:?}"
         ))),
     }
 }
@@ -215,7 +216,7 @@ impl StreamCore {
         heartbeat_timeout: Option<f64>,
         ping_timeout: Option<f64>,
         connect_timeout: f64,
-        reconnect: Option<(f64, f64, f64, f64, Option<u32>)>,
+        reconnect: Option<(String, f64, f64, f64, f64, Option<u32>)>,
         compression: bool,
         max_message_size: usize,
         ca_file: Option<PathBuf>,
@@ -277,16 +278,23 @@ impl StreamCore {
             (None, _) => None,
             (Some(s), _) => seconds("heartbeat_timeout", Some(s))?,
         };
-        let reconnect =
-            reconnect.map(|(initial_delay, max_delay, factor, jitter, max_attempts)| {
-                BackoffPolicy {
-                    initial_delay,
-                    max_delay,
-                    factor,
-                    jitter,
-                    max_attempts,
-                }
-            });
+        let on_notice = match reconnect.as_ref().map(|r| r.0.as_str()) {
+            None | Some("wait_for_close") => OnNotice::WaitForClose,
+            Some("make_before_break") => OnNotice::MakeBeforeBreak,
+            Some("immediate") => OnNotice::Immediate,
+            Some(other) => {
+                return Err(Error::Config(format!("unknown on_notice {other:?}")).into())
+            }
+        };
+        let reconnect = reconnect.map(
+            |(_, initial_delay, max_delay, factor, jitter, max_attempts)| BackoffPolicy {
+                initial_delay,
+                max_delay,
+                factor,
+                jitter,
+                max_attempts,
+            },
+        );
         let config = ClientConfig {
             connect: ConnectOptions {
                 url,
@@ -302,6 +310,8 @@ impl StreamCore {
             heartbeat_timeout,
             ping_timeout: seconds("ping_timeout", ping_timeout)?,
             reconnect,
+            on_notice,
+            hold_limit: queue_size,
             keep_raw,
         };
         let wake = crate::delivery::wake::WakePipe::new()
