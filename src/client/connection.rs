@@ -37,7 +37,6 @@ pub(crate) struct Reader {
     sequences: SequenceTracker,
     /// Moment order numbers; carried from connection to connection by the caller.
     pub(crate) replay: MsgNumberTracker,
-    scratch: Vec<u8>,
     keep_raw: bool,
 }
 
@@ -56,7 +55,6 @@ impl Reader {
             decoder: session.decoder(),
             sequences: SequenceTracker::default(),
             replay,
-            scratch: Vec::with_capacity(4096),
             keep_raw,
         }
     }
@@ -85,14 +83,12 @@ impl Reader {
         out: &mut Vec<Envelope>,
     ) -> After {
         Stats::add(&stats.bytes, payload.len() as u64);
-        self.scratch.clear();
-        self.scratch.extend_from_slice(payload);
         let raw = self.keep_raw.then(|| {
             String::from_utf8_lossy(payload)
                 .into_owned()
                 .into_boxed_str()
         });
-        let msg = match self.decoder.decode(&mut self.scratch) {
+        let msg = match self.decoder.decode(payload) {
             Ok(m) => m,
             Err(e) => {
                 Stats::add(&stats.parse_errors, 1);

@@ -21,19 +21,24 @@ pub struct CoinApiDecoder {
 }
 
 impl CoinApiDecoder {
-    /// Parses one frame in place (`frame` is scribbled on by simd-json).
+    /// Parses one frame.
     ///
     /// # Errors
     /// [`DecodeError`] for invalid JSON, a non-object, a missing `type`, or a known type whose
     /// fields are missing or of the wrong kind.
-    pub fn decode(&mut self, frame: &mut [u8]) -> Result<Msg, DecodeError> {
+    pub fn decode(&mut self, frame: &[u8]) -> Result<Msg, DecodeError> {
         let interner = &mut self.interner;
         self.parser
-            .parse(frame, |root| decode_value(root, interner))
+            .parse(frame, |root| decode_value(root, frame, interner))
     }
 }
 
-fn decode_value(root: Value<'_, '_>, interner: &mut Interner) -> Result<Msg, DecodeError> {
+/// `wire` is the frame as received, for the messages that keep their text.
+fn decode_value(
+    root: Value<'_, '_>,
+    wire: &[u8],
+    interner: &mut Interner,
+) -> Result<Msg, DecodeError> {
     let obj = root
         .as_object()
         .ok_or_else(|| DecodeError("not a JSON object".into()))?;
@@ -97,7 +102,8 @@ fn decode_value(root: Value<'_, '_>, interner: &mut Interner) -> Result<Msg, Dec
             Msg::Ohlcv(Ohlcv {
                 symbol_id: interner.intern(f.str("symbol_id")?),
                 sequence: f.u64("sequence")?,
-                period_id: interner.intern(f.str("period_id")?),
+                // The docs' own example omits it; bars without it are still bars.
+                period_id: f.opt_str("period_id")?.map(|p| interner.intern(p)),
                 time_period_start: f.time("time_period_start")?,
                 time_period_end: f.time("time_period_end")?,
                 time_open: f.opt_time("time_open")?,
@@ -148,11 +154,11 @@ fn decode_value(root: Value<'_, '_>, interner: &mut Interner) -> Result<Msg, Dec
         }
         "asset" | "exchange" | "symbol" => Msg::Metadata(Metadata {
             kind: interner.intern(kind),
-            json: root.encode().into(),
+            json: String::from_utf8_lossy(wire).into(),
         }),
         other => Msg::Unknown(Unknown {
             kind: other.into(),
-            raw: root.encode().into(),
+            raw: String::from_utf8_lossy(wire).into(),
         }),
     };
     Ok(msg)

@@ -105,7 +105,7 @@ pub struct BookL3 {
 pub struct Ohlcv {
     pub symbol_id: Key,
     pub sequence: u64,
-    pub period_id: Key,
+    pub period_id: Option<Key>,
     pub time_period_start: i64,
     pub time_period_end: i64,
     pub time_open: Option<i64>,
@@ -151,8 +151,8 @@ pub struct ServerError {
     pub error_type: Option<Box<str>>,
 }
 
-/// A CoinAPI metadata message (`asset`, `exchange`, `symbol`): the object kept as JSON text so
-/// that every value stays exactly as on the wire.
+/// A CoinAPI metadata message (`asset`, `exchange`, `symbol`): the frame's own text, so every
+/// value stays exactly as on the wire (28-digit decimals included).
 #[derive(Clone, Debug, PartialEq)]
 pub struct Metadata {
     pub kind: Key,

@@ -19,6 +19,15 @@ fn digits(b: &[u8], at: usize, n: usize) -> Result<i64, TimeError> {
     Ok(v)
 }
 
+fn days_in_month(year: i64, month: i64) -> i64 {
+    match month {
+        4 | 6 | 9 | 11 => 30,
+        2 if (year % 4 == 0 && year % 100 != 0) || year % 400 == 0 => 29,
+        2 => 28,
+        _ => 31,
+    }
+}
+
 /// Days since 1970-01-01 of a proleptic Gregorian date (Howard Hinnant's algorithm).
 fn days_from_civil(y: i64, m: i64, d: i64) -> i64 {
     let y = if m <= 2 { y - 1 } else { y };
@@ -54,12 +63,14 @@ pub fn parse_ns(s: &str) -> Result<i64, TimeError> {
     }
     let month = digits(b, 5, 2)?;
     let day = digits(b, 8, 2)?;
-    if !(1..=12).contains(&month) || !(1..=31).contains(&day) {
+    if !(1..=12).contains(&month) || day < 1 || day > days_in_month(year, month) {
         return Err(TimeError);
     }
     let days = days_from_civil(year, month, day);
     if b.len() == 10 {
-        return Ok(days * 86_400 * 1_000_000_000);
+        return days
+            .checked_mul(86_400 * 1_000_000_000)
+            .ok_or(TimeError);
     }
     if !matches!(b.get(10), Some(b'T' | b't' | b' ')) || b.get(13) != Some(&b':') {
         return Err(TimeError);
@@ -91,7 +102,11 @@ pub fn parse_ns(s: &str) -> Result<i64, TimeError> {
     let offset_s = match b.get(i) {
         Some(b'Z' | b'z') if b.len() == i + 1 => 0,
         Some(&sign @ (b'+' | b'-')) if b.len() == i + 6 && b[i + 3] == b':' => {
-            let v = digits(b, i + 1, 2)? * 3600 + digits(b, i + 4, 2)? * 60;
+            let (oh, om) = (digits(b, i + 1, 2)?, digits(b, i + 4, 2)?);
+            if oh > 23 || om > 59 {
+                return Err(TimeError);
+            }
+            let v = oh * 3600 + om * 60;
             if sign == b'+' {
                 v
             } else {
@@ -168,6 +183,8 @@ mod tests {
             parse_ns("1970-01-01T00:00:00Z").unwrap()
         );
         assert_eq!(parse_ns("1969-12-31T23:59:59.5Z").unwrap(), -500_000_000);
+        assert!(parse_ns("2016-02-29").is_ok());
+        assert!(parse_ns("2000-02-29").is_ok());
     }
 
     #[test]
@@ -181,6 +198,11 @@ mod tests {
             "2017-03-18T22:42:21",
             "2017-03-18T22:42:21.1Zjunk",
             "abcd-ef-gh",
+            "2017-02-29",
+            "2017-04-31T00:00:00Z",
+            "2013-09-28T22:40:50+99:99",
+            "9999-12-31",
+            "0001-01-01",
         ] {
             assert_eq!(parse_ns(s), Err(TimeError), "{s}");
         }

@@ -48,7 +48,7 @@ pub enum Decoder {
 impl Decoder {
     /// # Errors
     /// [`DecodeError`] when the frame is not a valid message of the venue.
-    pub fn decode(&mut self, frame: &mut [u8]) -> Result<Msg, DecodeError> {
+    pub fn decode(&mut self, frame: &[u8]) -> Result<Msg, DecodeError> {
         match self {
             Decoder::CoinApi(d) => d.decode(frame),
             Decoder::Moment(d) => d.decode(frame),

@@ -133,7 +133,7 @@ fn object(py: Python<'_>, e: Envelope, keys: &mut KeyCache) -> PyResult<Py<PyAny
                 recv_ns,
                 symbol_id: keys.get(py, &o.symbol_id),
                 sequence: o.sequence,
-                period_id: keys.get(py, &o.period_id),
+                period_id: o.period_id.as_ref().map(|k| keys.get(py, k)),
                 time_period_start: o.time_period_start,
                 time_period_end: o.time_period_end,
                 time_open: o.time_open,

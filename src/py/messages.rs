@@ -117,7 +117,7 @@ message_class!(BookL3, "BookL3", [
     bids: Vec<(Option<String>, f64, f64, Option<String>)>,
 ]);
 message_class!(Ohlcv, "Ohlcv", [
-    symbol_id: Py<PyString>, sequence: u64, period_id: Py<PyString>,
+    symbol_id: Py<PyString>, sequence: u64, period_id: Option<Py<PyString>>,
     time_period_start: i64, time_period_end: i64, time_open: Option<i64>, time_close: Option<i64>,
     price_open: Option<f64>, price_high: Option<f64>, price_low: Option<f64>,
     price_close: Option<f64>, volume_traded: f64, trades_count: u64,

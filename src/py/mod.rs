@@ -3,6 +3,7 @@
 mod batch;
 mod errors;
 mod messages;
+mod simulator;
 mod stream;
 
 use std::sync::OnceLock;
@@ -30,5 +31,6 @@ pub fn register(m: &Bound<'_, PyModule>) -> PyResult<()> {
     messages::register(m)?;
     m.add_class::<batch::Batch>()?;
     stream::register(m)?;
+    simulator::register(m)?;
     Ok(())
 }

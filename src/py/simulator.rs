@@ -164,7 +164,7 @@ impl Simulator {
         ping_interval: Option<f64>,
         heartbeat_spelling: &str,
         api_key: Option<String>,
-        faults: Option<Faults>,
+        faults: Option<Bound<'_, Faults>>,
         pong_grace: f64,
     ) -> PyResult<Self> {
         let sim_protocol = match protocol {
@@ -204,7 +204,7 @@ impl Simulator {
             pong_grace: positive("pong_grace", pong_grace)?,
             heartbeat_spelling: spelling,
             api_key,
-            faults: faults.as_ref().map(SimFaults::from).unwrap_or_default(),
+            faults: faults.as_ref().map(|f| SimFaults::from(f.get())).unwrap_or_default(),
         };
         let host_owned = host.to_string();
         let server = py
