@@ -9,6 +9,7 @@ pub mod feed;
 pub mod model;
 pub mod protocol;
 pub mod py;
+pub mod sim;
 pub mod transport;
 
 use pyo3::prelude::*;

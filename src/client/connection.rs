@@ -46,7 +46,9 @@ pub(crate) enum After {
     /// The server refused the key: end the stream with an auth error after delivering.
     AuthFailed(String),
     /// The server announced it will close this connection by `before_ns`.
-    Notice { before_ns: i64 },
+    Notice {
+        before_ns: i64,
+    },
 }
 
 impl Reader {
@@ -319,8 +321,13 @@ async fn drive_with(
             match frame {
                 Frame::Data { payload, .. } => {
                     let from = batch.len();
-                    let after =
-                        reader.on_data(&payload, recv_ns, &config.session, &queue.stats, &mut batch);
+                    let after = reader.on_data(
+                        &payload,
+                        recv_ns,
+                        &config.session,
+                        &queue.stats,
+                        &mut batch,
+                    );
                     if let Some(s) = successor.as_mut() {
                         s.remember(&batch[from..]);
                     }
@@ -340,8 +347,9 @@ async fn drive_with(
                             OnNotice::WaitForClose => {}
                             OnNotice::Immediate => {
                                 ended = Some(Ended::Reconnect {
-                                    reason: "the server announced a reconnect (on_notice=immediate)"
-                                        .into(),
+                                    reason:
+                                        "the server announced a reconnect (on_notice=immediate)"
+                                            .into(),
                                 });
                                 break;
                             }
@@ -434,10 +442,30 @@ enum Identity {
 fn identity(msg: &Msg) -> Option<Identity> {
     Some(match msg {
         Msg::Trade(t) => Identity::Trade(t.uuid.clone()),
-        Msg::Quote(q) => Identity::Other("quote", q.symbol_id.clone(), q.time_exchange, q.time_coinapi),
-        Msg::Book(b) => Identity::Other(b.kind.wire(), b.symbol_id.clone(), b.time_exchange, b.time_coinapi),
-        Msg::BookL3(b) => Identity::Other("book_l3", b.symbol_id.clone(), b.time_exchange, b.time_coinapi),
-        Msg::Ohlcv(o) => Identity::Other("ohlcv", o.symbol_id.clone(), o.time_period_start, o.time_close.unwrap_or(0)),
+        Msg::Quote(q) => Identity::Other(
+            "quote",
+            q.symbol_id.clone(),
+            q.time_exchange,
+            q.time_coinapi,
+        ),
+        Msg::Book(b) => Identity::Other(
+            b.kind.wire(),
+            b.symbol_id.clone(),
+            b.time_exchange,
+            b.time_coinapi,
+        ),
+        Msg::BookL3(b) => Identity::Other(
+            "book_l3",
+            b.symbol_id.clone(),
+            b.time_exchange,
+            b.time_coinapi,
+        ),
+        Msg::Ohlcv(o) => Identity::Other(
+            "ohlcv",
+            o.symbol_id.clone(),
+            o.time_period_start,
+            o.time_close.unwrap_or(0),
+        ),
         Msg::Index(i) => Identity::Other("index", i.index_id.clone(), i.time_coinapi, 0),
         Msg::Exrate(x) => Identity::Other("exrate", x.asset_id_base.clone(), x.time, 0),
         _ => return None,
@@ -452,7 +480,15 @@ enum SuccessorEvent {
 /// The second connection of a make-before-break: opened with the same scope as soon as the
 /// notice arrives, its messages held (bounded) until the switch.
 struct Successor {
-    connecting: Option<std::pin::Pin<Box<dyn std::future::Future<Output = Result<Connection, crate::transport::ConnectFailure>> + Send>>>,
+    connecting: Option<
+        std::pin::Pin<
+            Box<
+                dyn std::future::Future<
+                        Output = Result<Connection, crate::transport::ConnectFailure>,
+                    > + Send,
+            >,
+        >,
+    >,
     conn: Option<Connection>,
     reader: Reader,
     held: Vec<Envelope>,
@@ -499,7 +535,8 @@ impl Successor {
     }
 
     fn remember(&mut self, delivered: &[Envelope]) {
-        self.seen.extend(delivered.iter().filter_map(|e| identity(&e.msg)));
+        self.seen
+            .extend(delivered.iter().filter_map(|e| identity(&e.msg)));
     }
 
     fn on_frame(
@@ -511,7 +548,8 @@ impl Successor {
         match f? {
             Frame::Data { payload, .. } => {
                 let recv_ns = wall_ns();
-                self.reader.on_data(&payload, recv_ns, session, stats, &mut self.held);
+                self.reader
+                    .on_data(&payload, recv_ns, session, stats, &mut self.held);
             }
             Frame::Close { reason, .. } => {
                 return Err(TransportError {
@@ -545,9 +583,16 @@ async fn switch(s: Successor, reader: &mut Reader, queue: &Queue) -> Option<Conn
     } = s;
     let held_count = held.len() as u64;
     let mut overlap = 0u64;
-    let mut snapshotted: std::collections::HashSet<crate::model::Key> = std::collections::HashSet::new();
+    let mut snapshotted: std::collections::HashSet<crate::model::Key> =
+        std::collections::HashSet::new();
     let mut out = Vec::with_capacity(held.len() + 1);
-    out.push(Envelope::event(wall_ns(), Msg::Switched { held: held_count, overlap_dropped: 0 }));
+    out.push(Envelope::event(
+        wall_ns(),
+        Msg::Switched {
+            held: held_count,
+            overlap_dropped: 0,
+        },
+    ));
     for e in held {
         if let Msg::Book(b) = &e.msg {
             if b.kind == crate::model::BookKind::Full {
@@ -559,13 +604,20 @@ async fn switch(s: Successor, reader: &mut Reader, queue: &Queue) -> Option<Conn
                 }
             }
         }
-        if matches!(e.msg, Msg::Heartbeat) || identity(&e.msg).is_some_and(|id| seen.contains(&id)) {
+        if matches!(e.msg, Msg::Heartbeat) || identity(&e.msg).is_some_and(|id| seen.contains(&id))
+        {
             overlap += 1;
             continue;
         }
         out.push(e);
     }
-    if let Some(Envelope { msg: Msg::Switched { overlap_dropped, .. }, .. }) = out.first_mut() {
+    if let Some(Envelope {
+        msg: Msg::Switched {
+            overlap_dropped, ..
+        },
+        ..
+    }) = out.first_mut()
+    {
         *overlap_dropped = overlap;
     }
     let replay = std::mem::take(&mut reader.replay);

@@ -143,13 +143,27 @@ async fn run(
                 match ended {
                     Ended::User => return,
                     Ended::Reconnect { reason } if backoff.is_some() => {
-                        push_event(&queue, Msg::Disconnected { reason: reason.into(), code: None }).await;
+                        push_event(
+                            &queue,
+                            Msg::Disconnected {
+                                reason: reason.into(),
+                                code: None,
+                            },
+                        )
+                        .await;
                         attempt = attempt.saturating_add(1);
                         crate::delivery::Stats::add(&queue.stats.reconnects, 1);
                         continue;
                     }
                     Ended::Reconnect { reason } => {
-                        push_event(&queue, Msg::Disconnected { reason: reason.into(), code: None }).await;
+                        push_event(
+                            &queue,
+                            Msg::Disconnected {
+                                reason: reason.into(),
+                                code: None,
+                            },
+                        )
+                        .await;
                     }
                     Ended::Lost { reason, code } => {
                         push_event(

@@ -87,7 +87,7 @@ fn decode_value(
         }
         "book_l3" => {
             let f = Fields::new("book_l3", obj);
-            Msg::BookL3(BookL3 {
+            Msg::BookL3(Box::new(BookL3 {
                 symbol_id: interner.intern(f.str("symbol_id")?),
                 sequence: f.u64("sequence")?,
                 time_exchange: f.time("time_exchange")?,
@@ -95,11 +95,11 @@ fn decode_value(
                 is_snapshot: f.bool("is_snapshot")?,
                 asks: l3_side(&f, "asks", interner)?,
                 bids: l3_side(&f, "bids", interner)?,
-            })
+            }))
         }
         "ohlcv" => {
             let f = Fields::new("ohlcv", obj);
-            Msg::Ohlcv(Ohlcv {
+            Msg::Ohlcv(Box::new(Ohlcv {
                 symbol_id: interner.intern(f.str("symbol_id")?),
                 sequence: f.u64("sequence")?,
                 // The docs' own example omits it; bars without it are still bars.
@@ -114,7 +114,7 @@ fn decode_value(
                 price_close: f.opt_f64("price_close")?,
                 volume_traded: f.f64("volume_traded")?,
                 trades_count: f.u64("trades_count")?,
-            })
+            }))
         }
         "exrate" => {
             let f = Fields::new("exrate", obj);

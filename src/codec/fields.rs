@@ -25,8 +25,18 @@ impl<'t, 'i> Fields<'t, 'i> {
         Fields { what, obj }
     }
 
+    /// The non-null value under `key`. Keys are compared by length and first byte before the
+    /// bytes, so most mismatches never reach `memcmp` (this lookup runs ~9 times a message).
     fn present(&self, key: &str) -> Option<Value<'t, 'i>> {
-        self.obj.get(key).filter(|v| v.as_null().is_none())
+        let kb = key.as_bytes();
+        self.obj
+            .iter()
+            .find(|(k, _)| {
+                let b = k.as_bytes();
+                b.len() == kb.len() && b.first() == kb.first() && b == kb
+            })
+            .map(|(_, v)| v)
+            .filter(|v| v.as_null().is_none())
     }
 
     pub fn str(&self, key: &str) -> Result<&'i str, DecodeError>

@@ -1,6 +1,8 @@
 //! Interned key strings, so repeated symbol ids share one allocation and compare by pointer.
 
 use std::collections::HashSet;
+
+use foldhash::fast::RandomState;
 use std::sync::Arc;
 
 use crate::model::Key;
@@ -12,7 +14,7 @@ const MAX_KEYS: usize = 1 << 16;
 /// A set of interned strings.
 #[derive(Default, Debug)]
 pub struct Interner {
-    keys: HashSet<Arc<str>>,
+    keys: HashSet<Arc<str>, RandomState>,
 }
 
 impl Interner {

@@ -101,7 +101,7 @@ fn decode_value(
                 .or(cusip)
                 .or(isin)
                 .ok_or_else(|| DecodeError("price_update: missing field `instrument_id`".into()))?;
-            Msg::PriceUpdate(PriceUpdate {
+            Msg::PriceUpdate(Box::new(PriceUpdate {
                 instrument_id: interner.intern(id),
                 isin: isin.map(|s| interner.intern(s)),
                 cusip: cusip.map(|s| interner.intern(s)),
@@ -114,7 +114,7 @@ fn decode_value(
                 ask_price: f.opt_f64("ask_price")?,
                 ask_size: f.opt_f64("ask_size")?,
                 json: json(),
-            })
+            }))
         }
         "order_update" => order_event(OrderEventKind::Order, root, interner, json())?,
         "allocation_update" => order_event(OrderEventKind::Allocation, root, interner, json())?,
@@ -153,7 +153,7 @@ fn order_event(
     };
     let o = Fields::new(what, order);
     let key = |s: Option<&str>, i: &mut Interner| s.map(|s| i.intern(s));
-    Ok(Msg::OrderEvent(OrderEvent {
+    Ok(Msg::OrderEvent(Box::new(OrderEvent {
         kind,
         msg_number,
         event_type: interner.intern(event_type),
@@ -167,7 +167,7 @@ fn order_event(
         filled_amount: amount(&o, "filled_amount")?,
         filled_avg_price: o.opt_f64("filled_avg_price")?,
         json,
-    }))
+    })))
 }
 
 /// An amount is a number, or an object such as `{"par": 3000.0}` whose one value is taken.

@@ -18,17 +18,21 @@ pub enum SeqCheck {
 }
 
 /// Tracks the last sequence number per `(type, key)`.
+///
+/// Keys are interned per connection, so they are looked up by address (no string hashing,
+/// no reference-count traffic per message); the entry keeps its key alive, so an address is
+/// never reused while it is in the table.
 #[derive(Default, Debug)]
 pub struct SequenceTracker {
-    last: HashMap<(&'static str, Key), u64>,
+    last: HashMap<(&'static str, usize), (Key, u64), foldhash::fast::RandomState>,
 }
 
 impl SequenceTracker {
     /// Checks `seq` for `(msg_type, key)` and, unless it is a duplicate, records it.
     pub fn check(&mut self, msg_type: &'static str, key: &Key, seq: u64) -> SeqCheck {
-        // Look up by a borrowed key first: the common in-order case then clones nothing.
-        match self.last.get_mut(&(msg_type, key.clone())) {
-            Some(last) => {
+        let id = (msg_type, key.as_ptr() as usize);
+        match self.last.get_mut(&id) {
+            Some((_, last)) => {
                 if seq <= *last {
                     SeqCheck::Duplicate
                 } else if seq == *last + 1 {
@@ -44,7 +48,7 @@ impl SequenceTracker {
                 }
             }
             None => {
-                self.last.insert((msg_type, key.clone()), seq);
+                self.last.insert(id, (key.clone(), seq));
                 SeqCheck::First
             }
         }

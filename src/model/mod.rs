@@ -239,8 +239,9 @@ pub enum Msg {
     Trade(Trade),
     Quote(Quote),
     Book(Book),
-    BookL3(BookL3),
-    Ohlcv(Ohlcv),
+    BookL3(Box<BookL3>),
+    // Large, rarer variants are boxed so every envelope stays small to move.
+    Ohlcv(Box<Ohlcv>),
     Exrate(Exrate),
     Index(Index),
     Heartbeat,
@@ -248,8 +249,8 @@ pub enum Msg {
     Error(ServerError),
     Metadata(Metadata),
     Unknown(Unknown),
-    PriceUpdate(PriceUpdate),
-    OrderEvent(OrderEvent),
+    PriceUpdate(Box<PriceUpdate>),
+    OrderEvent(Box<OrderEvent>),
     /// Moment's `success` control message (the welcome: `msg` = "connected").
     Success {
         msg: Box<str>,

@@ -68,9 +68,7 @@ pub fn parse_ns(s: &str) -> Result<i64, TimeError> {
     }
     let days = days_from_civil(year, month, day);
     if b.len() == 10 {
-        return days
-            .checked_mul(86_400 * 1_000_000_000)
-            .ok_or(TimeError);
+        return days.checked_mul(86_400 * 1_000_000_000).ok_or(TimeError);
     }
     if !matches!(b.get(10), Some(b'T' | b't' | b' ')) || b.get(13) != Some(&b':') {
         return Err(TimeError);

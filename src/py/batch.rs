@@ -17,7 +17,7 @@ use crate::model::{Envelope, Key, Msg, OrderEvent, OrderEventKind};
 /// one Python object however many messages carry it.
 #[derive(Default)]
 pub struct KeyCache {
-    strings: HashMap<Key, Py<PyString>>,
+    strings: HashMap<Key, Py<PyString>, foldhash::fast::RandomState>,
 }
 
 /// Above this many keys the cache starts over (bounded memory under hostile input).
@@ -252,7 +252,7 @@ fn object(py: Python<'_>, e: Envelope, keys: &mut KeyCache) -> PyResult<Py<PyAny
             },
         )?
         .into_any(),
-        Msg::OrderEvent(o) => order_event(py, o, recv_ns, raw, keys)?,
+        Msg::OrderEvent(o) => order_event(py, *o, recv_ns, raw, keys)?,
         Msg::Success { msg } => Py::new(
             py,
             m::Success {
@@ -419,10 +419,11 @@ impl Batch {
         }
         let items = self.pending.lock().take().unwrap_or_default();
         let mut keys = self.keys.lock();
-        let list = PyList::empty(py);
-        for e in items {
-            list.append(object(py, e, &mut keys)?)?;
-        }
+        let objects = items
+            .into_iter()
+            .map(|e| object(py, e, &mut keys))
+            .collect::<PyResult<Vec<_>>>()?;
+        let list = PyList::new(py, objects)?;
         let _ = self.objects.set(list.unbind());
         Ok(self
             .objects

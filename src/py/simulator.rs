@@ -204,7 +204,10 @@ impl Simulator {
             pong_grace: positive("pong_grace", pong_grace)?,
             heartbeat_spelling: spelling,
             api_key,
-            faults: faults.as_ref().map(|f| SimFaults::from(f.get())).unwrap_or_default(),
+            faults: faults
+                .as_ref()
+                .map(|f| SimFaults::from(f.get()))
+                .unwrap_or_default(),
         };
         let host_owned = host.to_string();
         let server = py

@@ -282,9 +282,7 @@ impl StreamCore {
             None | Some("wait_for_close") => OnNotice::WaitForClose,
             Some("make_before_break") => OnNotice::MakeBeforeBreak,
             Some("immediate") => OnNotice::Immediate,
-            Some(other) => {
-                return Err(Error::Config(format!("unknown on_notice {other:?}")).into())
-            }
+            Some(other) => return Err(Error::Config(format!("unknown on_notice {other:?}")).into()),
         };
         let reconnect = reconnect.map(
             |(_, initial_delay, max_delay, factor, jitter, max_attempts)| BackoffPolicy {

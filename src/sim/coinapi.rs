@@ -585,7 +585,10 @@ mod tests {
         )
         .unwrap_or_default();
         assert_eq!(s.apply(&sub), Ok(()));
-        assert_eq!(s.types, ["quote", "trade"].iter().map(|x| (*x).to_owned()).collect());
+        assert_eq!(
+            s.types,
+            ["quote", "trade"].iter().map(|x| (*x).to_owned()).collect()
+        );
         assert_eq!(s.symbols, Some(l(&["A", "B"])));
         assert!(s.heartbeat);
         let unsub = parse_request(
@@ -594,14 +597,14 @@ mod tests {
         .unwrap_or_default();
         assert_eq!(s.apply(&unsub), Ok(()));
         assert_eq!(s.symbols, Some(l(&["B"])));
-        let hello =
-            parse_request(r#"{"type":"hello","subscribe_data_type":["book5"]}"#).unwrap_or_default();
+        let hello = parse_request(r#"{"type":"hello","subscribe_data_type":["book5"]}"#)
+            .unwrap_or_default();
         assert_eq!(s.apply(&hello), Ok(()));
         assert_eq!(s.symbols, None);
         assert!(!s.heartbeat);
         // Removing every type empties the scope; a later subscribe starts fresh.
-        let unsub =
-            parse_request(r#"{"type":"unsubscribe","subscribe_data_type":["book5"]}"#).unwrap_or_default();
+        let unsub = parse_request(r#"{"type":"unsubscribe","subscribe_data_type":["book5"]}"#)
+            .unwrap_or_default();
         assert_eq!(s.apply(&unsub), Ok(()));
         assert!(s.is_empty());
         let sub = parse_request(
@@ -635,7 +638,10 @@ mod tests {
     }
 
     fn sym(u: &Universe, id: &str) -> usize {
-        u.symbols.iter().position(|s| s.id == id).unwrap_or(usize::MAX)
+        u.symbols
+            .iter()
+            .position(|s| s.id == id)
+            .unwrap_or(usize::MAX)
     }
 
     #[test]
@@ -678,7 +684,10 @@ mod tests {
         assert_eq!(hits, l(&["ETH/USD", "ETH/BTC"]));
 
         // Index subscriptions: index ids alone, or the `index` type for all of them.
-        let c = scope_for(r#"{"type":"hello","subscribe_filter_index_id":["IDX_REFRATE_PRIMKT_ETH_USD"]}"#).compile(&u);
+        let c = scope_for(
+            r#"{"type":"hello","subscribe_filter_index_id":["IDX_REFRATE_PRIMKT_ETH_USD"]}"#,
+        )
+        .compile(&u);
         assert!(c.nonempty);
         assert!(c.matches(&ev(Kind::Index, 1, 0)));
         assert!(!c.matches(&ev(Kind::Index, 0, 0)));
@@ -687,7 +696,10 @@ mod tests {
         assert!((0..u.indexes.len()).all(|i| c.matches(&ev(Kind::Index, i, 0))));
 
         // Empty filter lists restrict nothing.
-        let c = scope_for(r#"{"type":"hello","subscribe_data_type":["trade"],"subscribe_filter_symbol_id":[]}"#).compile(&u);
+        let c = scope_for(
+            r#"{"type":"hello","subscribe_data_type":["trade"],"subscribe_filter_symbol_id":[]}"#,
+        )
+        .compile(&u);
         assert!((0..u.symbols.len()).all(|i| c.matches(&ev(Kind::Trade, i, 0))));
     }
 
@@ -696,14 +708,18 @@ mod tests {
         let u = Arc::new(Universe::new(10));
         let mut s = Session::new(u.clone(), Some("k1".into()));
         let out = s.on_text(r#"{"type":"hello","apikey":"nope","subscribe_data_type":["trade"]}"#);
-        assert!(matches!(&out[..], [Ctrl::ErrorClose(t)] if t == r#"{"type":"error","message":"Invalid API key"}"#));
+        assert!(
+            matches!(&out[..], [Ctrl::ErrorClose(t)] if t == r#"{"type":"error","message":"Invalid API key"}"#)
+        );
         assert!(s.on_text(r#"{"type":"hello"}"#).is_empty());
         let mut s = Session::new(u.clone(), Some("k1".into()));
         let out = s.on_text(r#"{"type":"hello","apikey":"k1","subscribe_data_type":["trade"]}"#);
         assert!(matches!(&out[..], [Ctrl::Install { nonempty: true, .. }]));
         let mut s = Session::new(u, None);
         let out = s.on_text(r#"{"type":"hello","heartbeat":true}"#);
-        assert!(matches!(&out[..], [Ctrl::ErrorClose(t)] if t.contains("subscribe_data_type is required")));
+        assert!(
+            matches!(&out[..], [Ctrl::ErrorClose(t)] if t.contains("subscribe_data_type is required"))
+        );
     }
 
     #[test]
@@ -712,18 +728,31 @@ mod tests {
         let mut m = Market::new(5, u.clone());
         let mut r1 = Renderer::new(&u, 1);
         let mut r2 = Renderer::new(&u, 2);
+        // r3 misses a stretch of events (as after an unsubscribe): books restart with snapshots.
+        let mut r3 = Renderer::new(&u, 3);
         let mut out = String::new();
         let mut last: std::collections::HashMap<(Kind, u32), u64> = Default::default();
-        let mut first_book = true;
+        let mut seen = std::collections::HashSet::new();
+        let mut seen3 = std::collections::HashSet::new();
         let mut books = 0;
-        for i in 0..20_000 {
+        for i in 0..40_000 {
             let ev = m.next_event(1_700_000_000_000_000_000 + i);
             let s1 = r1.render(&ev, false, &mut out);
-            if ev.kind == Kind::Book {
+            let is_book = matches!(ev.kind, Kind::Book | Kind::BookL3);
+            if is_book {
                 let snap = out.contains("\"is_snapshot\":true");
-                assert_eq!(snap, first_book, "{out}");
-                first_book = false;
+                assert_eq!(snap, seen.insert((ev.kind, ev.key)), "{out}");
                 books += 1;
+            }
+            if !(10_000..20_000).contains(&i) {
+                r3.render(&ev, false, &mut out);
+                if i == 20_000 {
+                    seen3.clear();
+                }
+                if is_book {
+                    let snap = out.contains("\"is_snapshot\":true");
+                    assert_eq!(snap, seen3.insert((ev.kind, ev.key)), "{i} {out}");
+                }
             }
             let s2 = r2.render(&ev, i == 5, &mut out);
             match (s1, s2) {

@@ -99,8 +99,8 @@ pub(crate) fn push_u64(out: &mut String, v: u64) {
 
 /// Formats a 128-bit value as a UUID version 4 (the version and variant bits are forced).
 pub(crate) fn push_uuid(out: &mut String, raw: u128, upper: bool) {
-    let v = (raw & !(0xF000u128 << 64) | (0x4000u128 << 64)) & !(0xC000u128 << 48)
-        | (0x8000u128 << 48);
+    let v =
+        (raw & !(0xF000u128 << 64) | (0x4000u128 << 64)) & !(0xC000u128 << 48) | (0x8000u128 << 48);
     let hex: &[u8; 16] = if upper {
         b"0123456789ABCDEF"
     } else {

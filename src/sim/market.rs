@@ -210,13 +210,6 @@ pub(crate) struct Event {
     pub uuid: Option<u128>,
 }
 
-impl Event {
-    /// Rendered size without the insertion, for statistics.
-    pub(crate) fn approx_len(&self) -> usize {
-        self.head.len() + self.tail.len() + 8
-    }
-}
-
 /// OHLCV periods the generator emits.
 pub(crate) const PERIODS: [(&str, i64); 5] = [
     ("1SEC", 1),
@@ -693,10 +686,6 @@ impl Market {
         }
     }
 
-    pub(crate) fn universe(&self) -> &Arc<Universe> {
-        &self.universe
-    }
-
     /// Generates the next event at wall time `now_ns`.
     pub(crate) fn next_event(&mut self, now_ns: i64) -> Event {
         let no = self.next_no;
@@ -766,12 +755,7 @@ impl Market {
         let step = (*v / 20_000).max(1);
         *v = (*v + (self.rng.below(2001) as i64 - 1000) * step / 1000).max(1);
         let value = *v;
-        let head = Self::head(
-            Kind::Index,
-            "index_id",
-            &self.universe.indexes[i].id,
-            true,
-        );
+        let head = Self::head(Kind::Index, "index_id", &self.universe.indexes[i].id, true);
         let mut tail = String::with_capacity(96);
         tail.push_str(",\"time_coinapi\":\"");
         push_ts(&mut tail, now_ns, 7);
@@ -1270,7 +1254,8 @@ mod tests {
         use simd_json::prelude::*;
         let u = Arc::new(Universe::new(3));
         let mut m = Market::new(9, u);
-        let mut state: Option<(Vec<(f64, f64)>, Vec<(f64, f64)>)> = None;
+        type Side = Vec<(f64, f64)>;
+        let mut state: Option<(Side, Side)> = None;
         let mut checked = 0;
         let levels = |v: &simd_json::OwnedValue, side: &str| -> Vec<(f64, f64)> {
             v.get_array(side)
