@@ -645,6 +645,8 @@ class SimStats:
     def generated(self) -> int: ...
     @property
     def finished(self) -> bool: ...
+    @property
+    def pong_timeouts(self) -> int: ...
 
 @final
 class Simulator:
@@ -663,6 +665,7 @@ class Simulator:
         api_key: str | None = None,
         faults: Faults | None = None,
         pong_grace: float = 5.0,
+        record: bool = True,
     ) -> Simulator: ...
     @property
     def url(self) -> str: ...

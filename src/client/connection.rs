@@ -236,7 +236,7 @@ async fn drive_with(
                 match ev {
                     SuccessorEvent::Connected(Ok(mut next)) => {
                         match send_opening(&mut next, &config.session).await {
-                            Ok(()) => s.conn = Some(next),
+                            Ok(()) => s.conn = Some(*next),
                             Err(e) => {
                                 fallback = Some(format!(
                                     "make-before-break failed ({}); waited for close",
@@ -473,22 +473,22 @@ fn identity(msg: &Msg) -> Option<Identity> {
 }
 
 enum SuccessorEvent {
-    Connected(Result<Connection, crate::transport::ConnectFailure>),
+    Connected(Result<Box<Connection>, crate::transport::ConnectFailure>),
     Frame(Result<Frame, TransportError>),
 }
+
+/// A connection being opened in the background.
+type PendingConnect = std::pin::Pin<
+    Box<
+        dyn std::future::Future<Output = Result<Box<Connection>, crate::transport::ConnectFailure>>
+            + Send,
+    >,
+>;
 
 /// The second connection of a make-before-break: opened with the same scope as soon as the
 /// notice arrives, its messages held (bounded) until the switch.
 struct Successor {
-    connecting: Option<
-        std::pin::Pin<
-            Box<
-                dyn std::future::Future<
-                        Output = Result<Connection, crate::transport::ConnectFailure>,
-                    > + Send,
-            >,
-        >,
-    >,
+    connecting: Option<PendingConnect>,
     conn: Option<Connection>,
     reader: Reader,
     held: Vec<Envelope>,
@@ -502,7 +502,9 @@ impl Successor {
     fn new(config: &ClientConfig, deadline: Instant, replay: MsgNumberTracker) -> Self {
         let opts = config.connect.clone();
         Successor {
-            connecting: Some(Box::pin(async move { Connection::connect(&opts).await })),
+            connecting: Some(Box::pin(async move {
+                Connection::connect(&opts).await.map(Box::new)
+            })),
             conn: None,
             reader: Reader::new(&config.session, config.keep_raw, replay),
             held: Vec::new(),

@@ -517,8 +517,8 @@ fn decode_guarded(
     d: &mut CoinApiDecoder,
     frame: &[u8],
 ) -> Result<Result<Msg, DecodeError>, String> {
-    let mut buf = frame.to_vec();
-    catch_unwind(AssertUnwindSafe(|| d.decode(&mut buf))).map_err(|p| {
+    let buf = frame.to_vec();
+    catch_unwind(AssertUnwindSafe(|| d.decode(&buf))).map_err(|p| {
         p.downcast_ref::<String>()
             .cloned()
             .or_else(|| p.downcast_ref::<&str>().map(|s| (*s).to_string()))
@@ -565,8 +565,8 @@ fn verdict(want: &Expect, got: &Result<Msg, DecodeError>) -> Result<(), String> 
 /// A decoder that has already been through a large frame and a failed one.
 fn used_decoder() -> CoinApiDecoder {
     let mut d = CoinApiDecoder::default();
-    assert!(d.decode(&mut file("book50.json")).is_ok());
-    assert!(d.decode(&mut b"{\"type\":\"trade\",".to_vec()).is_err());
+    assert!(d.decode(&file("book50.json")).is_ok());
+    assert!(d.decode(b"{\"type\":\"trade\",").is_err());
     d
 }
 
@@ -862,7 +862,7 @@ case!(bug_integer_price_beyond_u64: ok => with_price("18446744073709551616"), tr
 /// the shortest f64 text.
 #[test]
 fn bug_metadata_keeps_wire_decimals() {
-    let got = CoinApiDecoder::default().decode(&mut file("asset_btc.json"));
+    let got = CoinApiDecoder::default().decode(&file("asset_btc.json"));
     let Ok(Msg::Metadata(m)) = got else {
         panic!("{got:?}")
     };
@@ -931,11 +931,11 @@ fn decimals_decode_to_nearest_f64() {
     });
     let mut bad = Vec::new();
     for token in hard.iter().map(|s| (*s).to_string()).chain(generated) {
-        let mut frame = format!(
+        let frame = format!(
             r#"{{"type":"index","index_id":"I","sequence":1,"time_coinapi":"2024-05-01T14:30:00Z","value":{token}}}"#
         )
         .into_bytes();
-        match d.decode(&mut frame) {
+        match d.decode(&frame) {
             Ok(Msg::Index(ix)) if ix.value.to_bits() == num(&token).to_bits() => {}
             other => bad.push(format!("{token}: {other:?} (want {:e})", num(&token))),
         }
@@ -1006,7 +1006,7 @@ fn every_truncation_is_an_error() {
                 other => panic!("{name} cut at {n}: {other:?}"),
             }
         }
-        assert!(d.decode(&mut full.clone()).is_ok(), "{name} whole");
+        assert!(d.decode(&full.clone()).is_ok(), "{name} whole");
     }
 }
 
@@ -1103,8 +1103,8 @@ fn decoder_reuse_over_10k_mixed_frames() {
     };
     let (mut ok, mut err) = (0, 0);
     for (i, f) in frames.iter().enumerate() {
-        let got = shared.decode(&mut f.clone());
-        let want = CoinApiDecoder::default().decode(&mut f.clone());
+        let got = shared.decode(&f.clone());
+        let want = CoinApiDecoder::default().decode(&f.clone());
         assert_eq!(got, want, "frame {i}");
         match &got {
             Ok(m) => {
@@ -1149,7 +1149,7 @@ fn decoder_reuse_over_10k_mixed_frames() {
         assert!(first_seen.contains_key(s), "{s}");
     }
     // ...which a different decoder does not share: pointer equality means interning, not luck.
-    let Ok(Msg::Trade(t)) = CoinApiDecoder::default().decode(&mut file("trade.json")) else {
+    let Ok(Msg::Trade(t)) = CoinApiDecoder::default().decode(&file("trade.json")) else {
         panic!("trade")
     };
     assert!(!Arc::ptr_eq(
@@ -1163,7 +1163,7 @@ fn decoder_reuse_over_10k_mixed_frames() {
 #[test]
 fn metadata_values_keep_their_json_kinds() {
     let fields = |name: &str| {
-        let Ok(Msg::Metadata(m)) = CoinApiDecoder::default().decode(&mut file(name)) else {
+        let Ok(Msg::Metadata(m)) = CoinApiDecoder::default().decode(&file(name)) else {
             panic!("{name}")
         };
         let OwnedValue::Object(o) = parse_owned(m.json.as_bytes()) else {

@@ -251,7 +251,10 @@ impl Queue {
                     return false;
                 }
                 let mut fits = st.queued + items.len() <= self.capacity || st.queued == 0;
-                if !fits && self.overflow == Overflow::Conflate && self.conflate(&mut st, &items) > 0 {
+                if !fits
+                    && self.overflow == Overflow::Conflate
+                    && self.conflate(&mut st, &items) > 0
+                {
                     fits = st.queued + items.len() <= self.capacity;
                     // The Dropped event must reach the consumer even if reading now pauses.
                     self.signal(&mut st);
@@ -491,7 +494,10 @@ mod tests {
                 .await
                 .is_err()
         });
-        assert!(blocked, "a queue of non-state messages must block, not drop");
+        assert!(
+            blocked,
+            "a queue of non-state messages must block, not drop"
+        );
         assert_eq!(q.stats.snapshot().dropped, 0);
     }
 

@@ -14,7 +14,8 @@ pub struct MsgNumberTracker {
 /// True when `next` directly follows `last`: same day and counter + 1, or a later day's
 /// first message.
 pub fn follows(last: u64, next: u64) -> bool {
-    (next / DAY == last / DAY && next == last + 1) || (next / DAY > last / DAY && next % DAY == 0)
+    (next / DAY == last / DAY && next == last + 1)
+        || (next / DAY > last / DAY && next.is_multiple_of(DAY))
 }
 
 impl MsgNumberTracker {

@@ -110,6 +110,7 @@ pub struct SimStats {
     pub bytes_sent: u64,
     pub generated: u64,
     pub finished: bool,
+    pub pong_timeouts: u64,
 }
 
 #[pymethods]
@@ -117,13 +118,14 @@ impl SimStats {
     fn __repr__(&self) -> String {
         format!(
             "SimStats(connections={}, open_connections={}, messages_sent={}, bytes_sent={}, \
-             generated={}, finished={})",
+             generated={}, finished={}, pong_timeouts={})",
             self.connections,
             self.open_connections,
             self.messages_sent,
             self.bytes_sent,
             self.generated,
-            self.finished
+            self.finished,
+            self.pong_timeouts
         )
     }
 }
@@ -151,7 +153,7 @@ impl Simulator {
     #[new]
     #[pyo3(signature = (protocol="coinapi", *, host="127.0.0.1", port=0, rate=10_000, symbols=100,
         seed=0, total=None, ping_interval=None, heartbeat_spelling="heartbeat", api_key=None,
-        faults=None, pong_grace=5.0))]
+        faults=None, pong_grace=5.0, record=true))]
     fn py_new(
         py: Python<'_>,
         protocol: &str,
@@ -166,6 +168,7 @@ impl Simulator {
         api_key: Option<String>,
         faults: Option<Bound<'_, Faults>>,
         pong_grace: f64,
+        record: bool,
     ) -> PyResult<Self> {
         let sim_protocol = match protocol {
             "coinapi" => SimProtocol::CoinApi,
@@ -208,6 +211,7 @@ impl Simulator {
                 .as_ref()
                 .map(|f| SimFaults::from(f.get()))
                 .unwrap_or_default(),
+            record,
         };
         let host_owned = host.to_string();
         let server = py
@@ -287,6 +291,7 @@ impl Simulator {
             bytes_sent: s.bytes_sent,
             generated: s.generated,
             finished: s.finished,
+            pong_timeouts: s.pong_timeouts,
         }
     }
 

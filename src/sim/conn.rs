@@ -650,6 +650,9 @@ impl Writer {
 
     fn record(&mut self, kind: Kind, key: u32, seq: Option<u64>, ev: Option<u64>) {
         self.pending_msgs += 1;
+        if !self.shared.config.record {
+            return;
+        }
         self.local.push(Rec {
             kind: kind as u8,
             key,

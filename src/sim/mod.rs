@@ -134,6 +134,9 @@ pub struct SimConfig {
     pub api_key: Option<String>,
     /// Faults to inject.
     pub faults: Faults,
+    /// Keep the per-connection record behind `sent()` (24 bytes a message): on for tests,
+    /// off for long runs (demo, benchmarks) whose memory must stay flat.
+    pub record: bool,
 }
 
 impl std::fmt::Debug for SimConfig {
@@ -149,6 +152,7 @@ impl std::fmt::Debug for SimConfig {
             .field("heartbeat_spelling", &self.heartbeat_spelling)
             .field("api_key", &self.api_key.as_ref().map(|_| "<redacted>"))
             .field("faults", &self.faults)
+            .field("record", &self.record)
             .finish()
     }
 }
@@ -166,6 +170,7 @@ impl Default for SimConfig {
             heartbeat_spelling: HeartbeatSpelling::Heartbeat,
             api_key: None,
             faults: Faults::default(),
+            record: true,
         }
     }
 }
@@ -194,7 +199,7 @@ pub struct SimStats {
     pub messages_sent: u64,
     /// Text payload bytes written (data and control messages).
     pub bytes_sent: u64,
-    /// Events generated.
+    /// Events generated (Moment: price updates and order events together).
     pub generated: u64,
     /// `total` reached by every generator that started, and every open connection's queue
     /// flushed to its socket. Always false without `total`.
