@@ -211,7 +211,9 @@ def connect(
     Never blocks: errors surface when the stream is entered or iterated.
     """
     if not isinstance(feed, (CoinAPI, Moment)):
-        raise TypeError(f"feed must be tickwire.CoinAPI or tickwire.Moment, not {type(feed).__name__}")
+        raise TypeError(
+            f"feed must be tickwire.CoinAPI or tickwire.Moment, not {type(feed).__name__}"
+        )
     scope = (
         feed
         if isinstance(feed, CoinAPI)
