@@ -134,41 +134,57 @@ impl Queue {
         st.batches.push_back(items);
     }
 
-    /// Drops the oldest messages until `incoming` more fit, recording a `Dropped` event at the
-    /// front of the queue (merged with one already there).
+    /// Drops the oldest data messages until `incoming` more fit, and puts one `Dropped` event
+    /// where the first of them was (merged with a `Dropped` event already there). tickwire's
+    /// own events (Connected, Gap, ...) are never dropped.
     fn drop_oldest(&self, st: &mut State, incoming: usize) {
         let mut need = (st.queued + incoming).saturating_sub(self.capacity);
-        let mut dropped = 0u64;
-        while need > 0 {
-            let Some(front) = st.batches.front_mut() else {
+        let mut dropped = 0usize;
+        let mut hole: Option<(usize, usize, i64)> = None;
+        for (bi, batch) in st.batches.iter_mut().enumerate() {
+            if need == 0 {
                 break;
-            };
-            // Keep a leading Dropped event; drop what follows it.
-            let skip = usize::from(matches!(
-                front.first().map(|e| &e.msg),
-                Some(Msg::Dropped { .. })
-            ));
-            let take = (front.len() - skip).min(need);
-            if take == 0 {
-                if st.batches.len() == 1 {
-                    break;
-                }
-                // A front batch holding only the Dropped event: fold it into the next one.
-                let ev = st.batches.pop_front().unwrap_or_default();
-                st.queued -= ev.len();
-                if let Some(Msg::Dropped { count, .. }) = ev.first().map(|e| &e.msg) {
-                    dropped += count;
-                }
-                continue;
             }
-            front.drain(skip..skip + take);
-            st.queued -= take;
-            need -= take;
-            dropped += take as u64;
+            let before = batch.len();
+            let mut at = 0usize;
+            batch.retain(|e| {
+                let drop_it = need > 0 && e.msg.is_data();
+                if drop_it {
+                    need -= 1;
+                    hole.get_or_insert((bi, at, e.recv_ns));
+                } else {
+                    at += 1;
+                }
+                !drop_it
+            });
+            dropped += before - batch.len();
         }
-        if dropped > 0 {
-            self.note_dropped(st, dropped, "queue full (overflow=drop_oldest)");
+        st.queued -= dropped;
+        let Some((bi, at, recv_ns)) = hole else {
+            return;
+        };
+        Stats::add(&self.stats.dropped, dropped as u64);
+        let batch = &mut st.batches[bi];
+        if let Some(Envelope {
+            msg: Msg::Dropped { count, .. },
+            ..
+        }) = at.checked_sub(1).and_then(|p| batch.get_mut(p))
+        {
+            *count += dropped as u64;
+        } else {
+            batch.insert(
+                at,
+                Envelope::event(
+                    recv_ns,
+                    Msg::Dropped {
+                        count: dropped as u64,
+                        reason: "queue full (overflow=drop_oldest)".into(),
+                    },
+                ),
+            );
+            st.queued += 1;
         }
+        st.batches.retain(|b| !b.is_empty());
     }
 
     /// Drops every queued state-like message that a newer queued one (or one in `incoming`)
@@ -201,14 +217,15 @@ impl Queue {
         st.batches.retain(|b| !b.is_empty());
         st.queued -= removed;
         if removed > 0 {
+            Stats::add(&self.stats.dropped, removed as u64);
             self.note_dropped(st, removed as u64, "conflated (overflow=conflate)");
         }
         removed
     }
 
-    /// Records `count` dropped messages in a `Dropped` event at the front of the queue.
+    /// Tells the consumer of `count` dropped messages: a `Dropped` event at the front of the
+    /// queue (merged with one already there). The caller has counted them in the stats.
     fn note_dropped(&self, st: &mut State, count: u64, reason: &str) {
-        Stats::add(&self.stats.dropped, count);
         let recv_ns = st
             .batches
             .front()
@@ -426,6 +443,14 @@ mod tests {
     fn drop_oldest_counts_exactly() {
         let q = Queue::new(10, 1000, Overflow::DropOldest, None);
         block_on(async {
+            q.push(vec![Envelope::event(
+                0,
+                Msg::Connected {
+                    url: "ws://x".into(),
+                    attempt: 0,
+                },
+            )])
+            .await;
             for _ in 0..7 {
                 q.push(msgs(3)).await;
             }
@@ -433,13 +458,17 @@ mod tests {
         let Pop::Batch(b) = q.pop(Some(Duration::ZERO)) else {
             panic!("expected a batch")
         };
-        let Msg::Dropped { count, .. } = b[0].msg else {
-            panic!("expected Dropped first, got {:?}", b[0].msg)
+        assert!(
+            matches!(b[0].msg, Msg::Connected { .. }),
+            "events are never dropped"
+        );
+        let Msg::Dropped { count, .. } = b[1].msg else {
+            panic!("expected Dropped where the hole is, got {:?}", b[1].msg)
         };
-        let delivered = b.len() as u64 - 1;
+        let delivered = b.len() as u64 - 2;
         assert_eq!(count + delivered, 21);
         assert_eq!(q.stats.snapshot().dropped, count);
-        assert!(b.len() <= 11);
+        assert!(b.len() <= 12);
     }
 
     fn quote(sym: &str, seq: u64) -> Envelope {
