@@ -187,3 +187,35 @@ def test_a_sleeping_consumer_stays_in_memory_bounds_and_drops_add_up(
     assert len(data) + dropped == sent
     # 20 000 queued messages are a few MB; the bound leaves room for allocator slack.
     assert peak - before < 150 * 2**20, (peak - before) / 2**20
+
+
+@pytest.mark.timeout(30)
+def test_core_log_records_reach_the_tickwire_logger(
+    closed_port: int, caplog: pytest.LogCaptureFixture
+) -> None:
+    feed = tw.CoinAPI(url=f"ws://127.0.0.1:{closed_port}/v1/")
+    policy = tw.ReconnectPolicy(initial_delay=0.05, max_attempts=2)
+    with caplog.at_level("INFO", logger="tickwire"):
+        stream = tw.connect(feed, reconnect=policy, connect_timeout=1.0)
+        with pytest.raises(tw.ConnectError):
+            while True:
+                stream.next_batch(timeout=5)
+    retries = [r for r in caplog.records if r.name == "tickwire" and "retrying" in r.getMessage()]
+    assert retries and all(r.levelname == "WARNING" for r in retries)
+
+
+@pytest.mark.timeout(30)
+def test_a_server_error_is_delivered_and_the_connection_remade(
+    make_sim: Callable[..., Any],
+) -> None:
+    sim = make_sim(rate=500, symbols=10, faults=tw.Faults(error_after_s=0.5))
+    feed = tw.CoinAPI(url=sim.url, data_types=MARKET, heartbeat=True)
+    with tw.connect(feed, reconnect=tw.ReconnectPolicy(initial_delay=0.05)) as stream:
+        items = collect(
+            stream, lambda xs: sum(isinstance(m, tw.Connected) for m in xs) >= 2, limit_s=10
+        )
+    errors = [m for m in items if isinstance(m, tw.ServerError)]
+    assert len(errors) == 1 and errors[0].message
+    kinds = [type(m) for m in items if not isinstance(m, (tw.Trade, tw.Quote, tw.Index))]
+    i = kinds.index(tw.ServerError)
+    assert tw.Disconnected in kinds[i:] and kinds[-1] is tw.Connected

@@ -622,6 +622,7 @@ async fn switch(s: Successor, reader: &mut Reader, queue: &Queue) -> Option<Conn
     {
         *overlap_dropped = overlap;
     }
+    log::info!("make-before-break switch: held {held_count}, {overlap} dropped as overlap");
     let replay = std::mem::take(&mut reader.replay);
     *reader = next_reader;
     reader.replay = replay;

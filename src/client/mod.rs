@@ -124,6 +124,7 @@ async fn run(
         };
         match connected {
             Ok(conn) => {
+                log::info!("connected to {shown_url} (attempt {attempt})");
                 queue.settle();
                 if !push_event(
                     &queue,
@@ -166,6 +167,7 @@ async fn run(
                         .await;
                     }
                     Ended::Lost { reason, code } => {
+                        log::warn!("connection to {shown_url} lost: {reason}");
                         push_event(
                             &queue,
                             Msg::Disconnected {
@@ -209,7 +211,7 @@ async fn run(
                 return;
             }
             Err(e) => {
-                log::warn!("tickwire: connecting to {shown_url} failed: {e}");
+                log::warn!("connecting to {shown_url} failed: {e}; retrying");
             }
         }
         let Some(b) = backoff.as_mut() else {

@@ -2,6 +2,7 @@
 
 mod batch;
 mod errors;
+mod logs;
 mod messages;
 mod simulator;
 mod stream;
@@ -27,6 +28,7 @@ pub(crate) fn runtime() -> &'static tokio::runtime::Runtime {
 /// Registers every class, exception and function on `tickwire._core`.
 pub fn register(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add("__version__", env!("CARGO_PKG_VERSION"))?;
+    logs::install();
     errors::register(m)?;
     messages::register(m)?;
     m.add_class::<batch::Batch>()?;

@@ -107,6 +107,7 @@ impl StreamCore {
     /// Turns a pop into the Python-level answer: a batch, `True` (nothing yet) or `False`
     /// (ended normally); failures raise.
     fn answer(&self, py: Python<'_>, pop: Pop) -> PyResult<Py<PyAny>> {
+        super::logs::flush(py);
         match pop {
             Pop::Batch(items) => {
                 self.record_latency(&items);
@@ -386,6 +387,7 @@ impl StreamCore {
     }
 
     fn check_connected(&self) -> PyResult<bool> {
+        Python::attach(super::logs::flush);
         match self.queue.early_end() {
             Some(StreamEnd::Finished) | None => Ok(true),
             Some(end) => Err(end_to_err(&end)),
@@ -399,6 +401,7 @@ impl StreamCore {
     }
 
     fn stats(&self, py: Python<'_>) -> PyResult<Stats> {
+        super::logs::flush(py);
         let s = self.queue.stats.snapshot();
         let h = self.latency.lock().clone();
         let lat = PyDict::new(py);
