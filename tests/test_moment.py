@@ -148,7 +148,8 @@ def test_price_scope_changes_and_a_bad_instrument(make_sim: Callable[..., Any]) 
             errs = [
                 m for m in drain(stream, quiet_s=0.2, limit_s=1.0) if isinstance(m, tw.ServerError)
             ]
-        assert errs and "NOTACUSIP" in errs[0].message
+        assert errs
+        assert "NOTACUSIP" in errs[0].message
         assert errs[0].error_type == "invalid_request"
         # The stream goes on after the error.
         assert any(isinstance(m, tw.PriceUpdate) for m in drain(stream, quiet_s=0.3, limit_s=1.0))
@@ -170,8 +171,10 @@ def test_paper_scenarios_without_quotes_have_null_sides(make_sim: Callable[..., 
         ]
     none = [p for p in prices if p.instrument_id == "880591DM1"]
     bids = [p for p in prices if p.instrument_id == "3130A6RM1"]
-    assert none and all(p.bid_price is None and p.ask_price is None for p in none)
-    assert bids and all(p.bid_price is not None and p.ask_price is None for p in bids)
+    assert none
+    assert all(p.bid_price is None and p.ask_price is None for p in none)
+    assert bids
+    assert all(p.bid_price is not None and p.ask_price is None for p in bids)
     assert all(
         isinstance(p.fields, dict) and p.fields["msg_type"] == "price_update" for p in prices
     )
@@ -187,9 +190,8 @@ def test_a_wrong_key_fails_fast_and_never_shows_the_key(
     feed = tw.Moment("prices", wrong, url=sim.url_for("prices"), auth_in_query=in_query)
     assert wrong not in repr(feed)
     started = time.monotonic()
-    with pytest.raises(tw.AuthError) as err:
-        with tw.connect(feed):
-            pass
+    with pytest.raises(tw.AuthError) as err, tw.connect(feed):
+        pass
     assert time.monotonic() - started < 5
     assert wrong not in str(err.value)
     # The right key works, in the header or the query.
@@ -199,7 +201,8 @@ def test_a_wrong_key_fails_fast_and_never_shows_the_key(
     with tw.connect(ok) as stream:
         items = drain(stream, quiet_s=0.3, limit_s=2.0)
     connected = [m for m in items if isinstance(m, tw.Connected)]
-    assert connected and KEY not in connected[0].url
+    assert connected
+    assert KEY not in connected[0].url
     assert any(isinstance(m, tw.Success) and m.msg == "connected" for m in items)
 
 
@@ -210,7 +213,7 @@ def test_moment_urls_compose_from_environment_and_version() -> None:
     assert orders._url() == "wss://live.moment-api.com/v2/trading/order-stream/"
     assert tw.Moment("prices", "k", url="ws://127.0.0.1:1/x/")._url() == "ws://127.0.0.1:1/x/"
     assert prices._headers() == [("Authorization", "Bearer k")]
-    with pytest.raises(ValueError):
+    with pytest.raises(ValueError, match="orders stream only"):
         tw.Moment("prices", start_msg_number=1)
-    with pytest.raises(ValueError):
+    with pytest.raises(ValueError, match="prices stream only"):
         tw.Moment("orders", instruments=["037833DP2"])

@@ -15,6 +15,12 @@ import tickwire as tw
 MARKET = ("trade", "quote", "index")
 
 
+def read_until_error(stream: tw.Stream) -> None:
+    """Iterates until the stream raises (the tests expect it to)."""
+    while True:
+        stream.next_batch(timeout=5)
+
+
 def collect(stream: tw.Stream, until: Callable[[list[Any]], bool], limit_s: float) -> list[Any]:
     """Reads batches until ``until(items)`` holds or ``limit_s`` passes."""
     items: list[Any] = []
@@ -42,8 +48,10 @@ def test_a_stalled_server_is_declared_stale_and_replaced(make_sim: Callable[...,
     with tw.connect(feed, reconnect=policy) as stream:
         items = collect(
             stream,
-            lambda xs: sum(isinstance(m, tw.Connected) for m in xs) >= 2
-            and isinstance(xs[-1], (tw.Trade, tw.Quote, tw.Index)),
+            lambda xs: (
+                sum(isinstance(m, tw.Connected) for m in xs) >= 2
+                and isinstance(xs[-1], (tw.Trade, tw.Quote, tw.Index))
+            ),
             limit_s=20,
         )
     kinds = [type(m) for m in items if not isinstance(m, (tw.Trade, tw.Quote, tw.Index))]
@@ -153,8 +161,7 @@ def test_a_dead_server_is_retried_with_growing_delays(closed_port: int) -> None:
     started = time.monotonic()
     stream = tw.connect(feed, reconnect=policy, connect_timeout=1.0)
     with pytest.raises(tw.ConnectError, match="after 4 attempts"):
-        while True:
-            stream.next_batch(timeout=5)
+        read_until_error(stream)
     elapsed = time.monotonic() - started
     # 0.1 + 0.2 + 0.4 + 0.8 s of backoff, not a tight loop.
     assert 1.5 <= elapsed < 10
@@ -198,10 +205,10 @@ def test_core_log_records_reach_the_tickwire_logger(
     with caplog.at_level("INFO", logger="tickwire"):
         stream = tw.connect(feed, reconnect=policy, connect_timeout=1.0)
         with pytest.raises(tw.ConnectError):
-            while True:
-                stream.next_batch(timeout=5)
+            read_until_error(stream)
     retries = [r for r in caplog.records if r.name == "tickwire" and "retrying" in r.getMessage()]
-    assert retries and all(r.levelname == "WARNING" for r in retries)
+    assert retries
+    assert all(r.levelname == "WARNING" for r in retries)
 
 
 @pytest.mark.timeout(30)
@@ -215,7 +222,9 @@ def test_a_server_error_is_delivered_and_the_connection_remade(
             stream, lambda xs: sum(isinstance(m, tw.Connected) for m in xs) >= 2, limit_s=10
         )
     errors = [m for m in items if isinstance(m, tw.ServerError)]
-    assert len(errors) == 1 and errors[0].message
+    assert len(errors) == 1
+    assert errors[0].message
     kinds = [type(m) for m in items if not isinstance(m, (tw.Trade, tw.Quote, tw.Index))]
     i = kinds.index(tw.ServerError)
-    assert tw.Disconnected in kinds[i:] and kinds[-1] is tw.Connected
+    assert tw.Disconnected in kinds[i:]
+    assert kinds[-1] is tw.Connected

@@ -1,8 +1,10 @@
-"""The ``tickwire`` command line: ``demo``, ``sim`` and ``stream coinapi``.
+"""The ``tickwire`` command line: ``demo``, ``sim``, ``stream`` and ``bench``.
 
 ``tickwire demo``            simulator + client in one process: live progress, then a summary
 ``tickwire sim``             serve the bundled simulator until Ctrl-C
 ``tickwire stream coinapi``  a real CoinAPI endpoint (key from ``COINAPI_KEY``) as JSON lines
+``tickwire stream moment``   a real Moment stream (key from ``MOMENT_API_KEY``) as JSON lines
+``tickwire bench``           tickwire side by side with the peer clients that are installed
 
 Exit codes (all subcommands):
 
@@ -52,13 +54,42 @@ MARKET_TYPES: tuple[str, ...] = (
     "index",
 )
 
+#: CoinAPI sends exrates only to a scope with an asset filter, and that filter then narrows the
+#: symbols too. Every simulated symbol is quoted in one of these and every simulated exrate pair
+#: names one, so the demo's scope still covers the whole market.
+DEMO_ASSETS: tuple[str, ...] = ("USD", "USDT", "USDC", "EUR", "BTC")
+
 #: ``.type`` of the events tickwire itself puts in the stream.
 EVENT_TYPES: frozenset[str] = frozenset(
     {"connected", "disconnected", "gap", "stale", "dropped", "switched", "parse_error"}
 )
 
 #: ``.type`` of server notices that are neither market data nor tickwire events.
-NOTICE_TYPES: frozenset[str] = frozenset({"heartbeat", "reconnect", "error"})
+NOTICE_TYPES: frozenset[str] = frozenset(
+    {"heartbeat", "reconnect", "error", "success", "subscription"}
+)
+
+_PRICE_FIELDS: tuple[str, ...] = (
+    "instrument_id",
+    "isin",
+    "cusip",
+    "timestamp",
+    "price",
+    "yield_to_worst",
+    "yield_to_maturity",
+    "bid_price",
+    "bid_size",
+    "ask_price",
+    "ask_size",
+)
+_ORDER_FIELDS: tuple[str, ...] = (
+    "msg_number",
+    "event_type",
+    "order_id",
+    "status",
+    "side",
+    "fields",
+)
 
 # Attribute names per class, as in the public API contract (DESIGN.md); used to turn a message
 # into JSON without reaching into anything private.
@@ -142,6 +173,12 @@ _FIELDS: tuple[tuple[type[Any], tuple[str, ...]], ...] = (
     (tw.Disconnected, ("reason", "code")),
     (tw.Gap, ("msg_type", "key", "expected", "received")),
     (tw.Stale, ("silence_s",)),
+    (tw.PriceUpdate, _PRICE_FIELDS),
+    (tw.OrderUpdate, _ORDER_FIELDS),
+    (tw.AllocationUpdate, _ORDER_FIELDS),
+    (tw.SystemUpdate, _ORDER_FIELDS),
+    (tw.Success, ("msg",)),
+    (tw.Subscription, ("instrument_id", "msg")),
     (tw.Dropped, ("count", "reason")),
     (tw.Switched, ("held", "overlap_dropped")),
     (tw.ParseError, ("reason", "raw")),
@@ -245,42 +282,56 @@ def _summary(
     return data
 
 
+def _read_for(
+    streams: Sequence[tw.Stream],
+    seconds: float,
+    counts: Counter[str],
+    progress: _Progress,
+) -> tuple[float, bool]:
+    """Reads every stream in turn for ``seconds``, counting types and showing progress."""
+    started = time.monotonic()
+    deadline = started + seconds
+    try:
+        while (now := time.monotonic()) < deadline:
+            for stream in streams:
+                wait = 0.1 / len(streams)
+                batch = stream.next_batch(timeout=min(wait, max(deadline - now, 0.0)))
+                if batch is not None:
+                    counts.update(m.type for m in batch)
+            now = time.monotonic()
+            if progress.due(now):
+                data = sum(
+                    n for t, n in counts.items() if t not in EVENT_TYPES and t not in NOTICE_TYPES
+                )
+                progress.show(now, data, counts["gap"], streams[0].stats())
+    except KeyboardInterrupt:
+        return time.monotonic() - started, True
+    return time.monotonic() - started, False
+
+
 def cmd_demo(args: argparse.Namespace) -> int:
+    if args.protocol == "moment":
+        return _demo_moment(args)
     seconds = float(args.seconds)
     out = sys.stdout
     tty = out.isatty() and not args.plain
     counts: Counter[str] = Counter()
-    interrupted = False
     with tw.Simulator(
-        rate=int(args.rate), symbols=int(args.symbols), seed=int(args.seed), total=None
+        rate=int(args.rate),
+        symbols=int(args.symbols),
+        seed=int(args.seed),
+        total=None,
+        record=False,
     ) as sim:
         url = sim.url
-        feed = tw.CoinAPI(url=url, data_types=MARKET_TYPES, symbols=_demo_filter(args))
+        feed = tw.CoinAPI(
+            url=url, data_types=MARKET_TYPES, symbols=_demo_filter(args), assets=DEMO_ASSETS
+        )
         out.write(f"tickwire demo: simulator at {url}, {seconds:g} s, Ctrl-C to stop early\n")
         out.flush()
         progress = _Progress(out, tty=tty)
-        started = time.monotonic()
         with tw.connect(feed) as stream:
-            try:
-                deadline = started + seconds
-                while True:
-                    now = time.monotonic()
-                    if now >= deadline:
-                        break
-                    batch = stream.next_batch(timeout=min(0.1, deadline - now))
-                    if batch is not None:
-                        counts.update(m.type for m in batch)
-                    now = time.monotonic()
-                    if progress.due(now):
-                        data = sum(
-                            n
-                            for t, n in counts.items()
-                            if t not in EVENT_TYPES and t not in NOTICE_TYPES
-                        )
-                        progress.show(now, data, counts["gap"], stream.stats())
-            except KeyboardInterrupt:
-                interrupted = True
-            elapsed = time.monotonic() - started
+            elapsed, interrupted = _read_for([stream], seconds, counts, progress)
             stats = stream.stats()
         progress.finish()
     data = _summary(
@@ -288,6 +339,37 @@ def cmd_demo(args: argparse.Namespace) -> int:
     )
     if data == 0:
         print("tickwire demo: no market data arrived", file=sys.stderr)
+        return EXIT_ERROR
+    return EXIT_OK
+
+
+def _demo_moment(args: argparse.Namespace) -> int:
+    """Moment mode: the price stream (every instrument) and the order stream side by side."""
+    out = sys.stdout
+    counts: Counter[str] = Counter()
+    rate = int(args.rate) or 20_000
+    with tw.Simulator("moment", rate=rate, seed=int(args.seed), record=False) as sim:
+        prices = tw.Moment("prices", url=sim.url_for("prices"), subscribe_all=True)
+        orders = tw.Moment("orders", url=sim.url_for("orders"))
+        out.write(
+            f"tickwire demo (moment): prices and orders at {sim.url}, {float(args.seconds):g} s, "
+            "Ctrl-C to stop early\n"
+        )
+        out.flush()
+        progress = _Progress(out, tty=out.isatty() and not args.plain)
+        with tw.connect(prices) as price_stream, tw.connect(orders) as order_stream:
+            elapsed, interrupted = _read_for(
+                [price_stream, order_stream], float(args.seconds), counts, progress
+            )
+            stats = price_stream.stats()
+            order_gaps = order_stream.stats().gaps
+        progress.finish()
+    data = _summary(
+        out, url=sim.url, elapsed=elapsed, counts=counts, stats=stats, interrupted=interrupted
+    )
+    out.write(f"  order stream: msg_number gaps {order_gaps:,}\n")
+    if data == 0:
+        print("tickwire demo: no data arrived", file=sys.stderr)
         return EXIT_ERROR
     return EXIT_OK
 
@@ -347,6 +429,22 @@ def _split(values: Iterable[str] | None) -> tuple[str, ...]:
     return tuple(out)
 
 
+def cmd_stream_moment(args: argparse.Namespace) -> int:
+    if not os.environ.get("MOMENT_API_KEY"):
+        print("tickwire stream moment: set MOMENT_API_KEY to your Moment key", file=sys.stderr)
+        return EXIT_USAGE
+    feed = tw.Moment(
+        args.stream,
+        environment=str(args.environment),
+        url=args.url,
+        instruments=_split(args.instruments),
+        subscribe_all=bool(args.all),
+        start_msg_number=args.start_msg_number,
+        auth_in_query=bool(args.auth_in_query),
+    )
+    return _print_stream(feed, args)
+
+
 def cmd_stream_coinapi(args: argparse.Namespace) -> int:
     if not os.environ.get("COINAPI_KEY"):
         print("tickwire stream coinapi: set COINAPI_KEY to your CoinAPI key", file=sys.stderr)
@@ -361,11 +459,15 @@ def cmd_stream_coinapi(args: argparse.Namespace) -> int:
         periods=_split(args.periods),
         index_ids=_split(args.index_ids),
     )
+    return _print_stream(feed, args)
+
+
+def _print_stream(feed: tw.CoinAPI | tw.Moment, args: argparse.Namespace) -> int:
+    """Prints one JSON object per message until the count, the time or Ctrl-C."""
     count = None if args.count is None else int(args.count)
     deadline = None if args.seconds is None else time.monotonic() + float(args.seconds)
     show_events = not args.data_only
     seen = 0
-    ended_by_server = False
     out = sys.stdout
     with tw.connect(feed, keep_raw=bool(args.raw)) as stream:
         try:
@@ -375,12 +477,7 @@ def cmd_stream_coinapi(args: argparse.Namespace) -> int:
                     timeout = min(timeout, deadline - time.monotonic())
                     if timeout <= 0:
                         break
-                try:
-                    batch = stream.next_batch(timeout=timeout)
-                except StopIteration:
-                    # reconnect=None and the server closed: the stream has ended normally.
-                    ended_by_server = True
-                    break
+                batch = stream.next_batch(timeout=timeout)
                 if batch is None:
                     continue
                 lines = []
@@ -389,7 +486,8 @@ def cmd_stream_coinapi(args: argparse.Namespace) -> int:
                     if is_data or show_events:
                         d = message_to_dict(msg)
                         if args.raw:
-                            d["raw"] = msg.raw
+                            # Events carry no wire text (ParseError's `raw` is a field).
+                            d.setdefault("raw", getattr(msg, "raw", None))
                         lines.append(json.dumps(d, separators=(",", ":")))
                     if is_data:
                         seen += 1
@@ -400,8 +498,6 @@ def cmd_stream_coinapi(args: argparse.Namespace) -> int:
                     out.flush()
         except KeyboardInterrupt:
             pass
-    if ended_by_server:
-        print("tickwire stream: the server ended the stream", file=sys.stderr)
     return EXIT_OK
 
 
@@ -455,6 +551,9 @@ def build_parser() -> argparse.ArgumentParser:
         help="subscribe only to this symbol_id prefix (trailing $: exact); repeatable",
     )
     demo.add_argument("--seed", type=int, default=0, help="simulator seed (0)")
+    demo.add_argument(
+        "--protocol", choices=("coinapi", "moment"), default="coinapi", help="venue (coinapi)"
+    )
     demo.add_argument("--plain", action="store_true", help="plain lines even on a terminal")
     demo.set_defaults(func=cmd_demo)
 
@@ -496,16 +595,55 @@ def build_parser() -> argparse.ArgumentParser:
     coinapi.add_argument("--exchanges", nargs="+", metavar="EXCHANGE", help="exchange ids")
     coinapi.add_argument("--periods", nargs="+", metavar="PERIOD", help="OHLCV periods")
     coinapi.add_argument("--index-ids", nargs="+", metavar="INDEX", help="index ids")
-    coinapi.add_argument(
+    _output_options(coinapi)
+    coinapi.set_defaults(func=cmd_stream_coinapi)
+
+    moment = venues.add_parser(
+        "moment",
+        help="Moment real-time prices or orders (key from MOMENT_API_KEY)",
+        description="Stream Moment's real-time Prices or Orders API; the key is read from "
+        "MOMENT_API_KEY.",
+    )
+    moment.add_argument("stream", choices=("prices", "orders"))
+    moment.add_argument("--environment", default="paper", help="paper or live (paper)")
+    moment.add_argument("--url", default=None, help="endpoint URL (overrides --environment)")
+    moment.add_argument("--instruments", nargs="+", metavar="ID", help="CUSIPs or ISINs (prices)")
+    moment.add_argument("--all", action="store_true", help="subscribe to every instrument")
+    moment.add_argument(
+        "--start-msg-number", type=int, default=None, help="replay orders from this number"
+    )
+    moment.add_argument(
+        "--auth-in-query", action="store_true", help="send the key as auth_token, not a header"
+    )
+    _output_options(moment)
+    moment.set_defaults(func=cmd_stream_moment)
+
+    bench = sub.add_parser(
+        "bench",
+        help="tickwire side by side with the installed peer clients",
+        description="Run tickwire's side-by-side benchmark (see python -m tickwire.bench -h).",
+        add_help=False,
+    )
+    bench.add_argument("bench_args", nargs=argparse.REMAINDER)
+    bench.set_defaults(func=cmd_bench)
+    return parser
+
+
+def _output_options(p: argparse.ArgumentParser) -> None:
+    p.add_argument(
         "--count", type=_non_negative_int, default=None, help="stop after N data messages"
     )
-    coinapi.add_argument("--seconds", type=_positive_float, default=None, help="stop after S s")
-    coinapi.add_argument("--raw", action="store_true", help="include each message's raw text")
-    coinapi.add_argument(
+    p.add_argument("--seconds", type=_positive_float, default=None, help="stop after S s")
+    p.add_argument("--raw", action="store_true", help="include each message's raw text")
+    p.add_argument(
         "--data-only", action="store_true", help="leave out events, heartbeats and notices"
     )
-    coinapi.set_defaults(func=cmd_stream_coinapi)
-    return parser
+
+
+def cmd_bench(args: argparse.Namespace) -> int:
+    from . import bench
+
+    return bench.main(list(args.bench_args))
 
 
 def _sigterm(signum: int, frame: FrameType | None) -> None:

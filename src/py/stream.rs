@@ -169,6 +169,14 @@ impl StreamCore {
         Ok(change)
     }
 
+    fn check_connected(&self) -> PyResult<bool> {
+        Python::attach(super::logs::flush);
+        match self.queue.early_end() {
+            Some(StreamEnd::Finished) | None => Ok(true),
+            Some(end) => Err(end_to_err(&end)),
+        }
+    }
+
     fn send(&self, cmd: Command) -> PyResult<()> {
         if self.queue.is_closed_by_user() {
             return Err(Error::Closed.into());
@@ -384,14 +392,6 @@ impl StreamCore {
             return self.check_connected();
         }
         Ok(false)
-    }
-
-    fn check_connected(&self) -> PyResult<bool> {
-        Python::attach(super::logs::flush);
-        match self.queue.early_end() {
-            Some(StreamEnd::Finished) | None => Ok(true),
-            Some(end) => Err(end_to_err(&end)),
-        }
     }
 
     /// The fd an asyncio loop watches for wake-ups.
