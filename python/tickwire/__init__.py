@@ -18,6 +18,7 @@ import logging
 
 from ._core import (
     AllocationUpdate,
+    ArrowBatch,
     AuthError,
     Batch,
     Book,
@@ -61,6 +62,7 @@ logging.getLogger("tickwire").addHandler(logging.NullHandler())
 
 __all__ = [
     "AllocationUpdate",
+    "ArrowBatch",
     "AuthError",
     "Batch",
     "Book",

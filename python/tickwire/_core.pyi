@@ -3,7 +3,46 @@
 from collections.abc import Iterator
 from typing import Any, final
 
-__all__: list[str]
+__all__ = [
+    "AllocationUpdate",
+    "ArrowBatch",
+    "AuthError",
+    "Batch",
+    "Book",
+    "BookL3",
+    "ConnectError",
+    "Connected",
+    "Disconnected",
+    "Dropped",
+    "Exrate",
+    "Faults",
+    "Gap",
+    "Heartbeat",
+    "Index",
+    "Metadata",
+    "Ohlcv",
+    "OrderUpdate",
+    "ParseError",
+    "PriceUpdate",
+    "ProtocolError",
+    "Quote",
+    "ReconnectNotice",
+    "ServerError",
+    "SimStats",
+    "Simulator",
+    "Stale",
+    "Stats",
+    "StreamClosed",
+    "StreamCore",
+    "Subscription",
+    "Success",
+    "Switched",
+    "SystemUpdate",
+    "TickwireError",
+    "Trade",
+    "Unknown",
+    "__version__",
+]
 __version__: str
 
 class TickwireError(Exception): ...
@@ -504,6 +543,17 @@ class Batch:
     def __getitem__(self, index: int, /) -> Message: ...
     @property
     def recv_ns(self) -> int: ...
+    def to_arrow(self) -> dict[str, ArrowBatch]: ...
+
+@final
+class ArrowBatch:
+    def __len__(self) -> int: ...
+    @property
+    def column_names(self) -> list[str]: ...
+    def __arrow_c_array__(
+        self, requested_schema: object | None = None
+    ) -> tuple[object, object]: ...
+    def __arrow_c_schema__(self) -> object: ...
 
 @final
 class Stats:

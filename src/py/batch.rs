@@ -42,10 +42,12 @@ fn s(py: Python<'_>, text: &Bound<'_, PyString>) -> Py<PyString> {
     text.clone().unbind()
 }
 
-fn object(py: Python<'_>, e: Envelope, keys: &mut KeyCache) -> PyResult<Py<PyAny>> {
+fn object(py: Python<'_>, e: &Envelope, keys: &mut KeyCache) -> PyResult<Py<PyAny>> {
     let recv_ns = e.recv_ns;
-    let raw = e.raw.map(String::from);
-    let obj: Py<PyAny> = match e.msg {
+    let raw = e.raw.as_deref().map(String::from);
+    // Envelopes stay in the batch (for `to_arrow`), so the message is cloned: interned keys
+    // are reference counts, and owned text is small.
+    let obj: Py<PyAny> = match e.msg.clone() {
         Msg::Trade(t) => Py::new(
             py,
             m::Trade {
@@ -395,7 +397,7 @@ fn order_event(
 /// One batch of messages and events, in arrival order.
 #[pyclass(frozen, module = "tickwire._core", name = "Batch")]
 pub struct Batch {
-    pending: Mutex<Option<Vec<Envelope>>>,
+    items: Vec<Envelope>,
     len: usize,
     first_recv_ns: i64,
     keys: Arc<Mutex<KeyCache>>,
@@ -407,7 +409,7 @@ impl Batch {
         Batch {
             len: items.len(),
             first_recv_ns: items.first().map_or(0, |e| e.recv_ns),
-            pending: Mutex::new(Some(items)),
+            items,
             keys,
             objects: OnceLock::new(),
         }
@@ -417,10 +419,10 @@ impl Batch {
         if let Some(l) = self.objects.get() {
             return Ok(l.bind(py));
         }
-        let items = self.pending.lock().take().unwrap_or_default();
         let mut keys = self.keys.lock();
-        let objects = items
-            .into_iter()
+        let objects = self
+            .items
+            .iter()
             .map(|e| object(py, e, &mut keys))
             .collect::<PyResult<Vec<_>>>()?;
         let list = PyList::new(py, objects)?;
@@ -460,5 +462,13 @@ impl Batch {
 
     fn __repr__(&self) -> String {
         format!("Batch(len={}, recv_ns={})", self.len, self.first_recv_ns)
+    }
+
+    /// The batch's trades, quotes, index values, exchange rates and prices as columns:
+    /// `{type: ArrowBatch}`, each exporting an Arrow record batch through
+    /// `__arrow_c_array__` (e.g. `pyarrow.record_batch(b["trade"])`). Other messages and events
+    /// are only in the object view.
+    fn to_arrow<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, pyo3::types::PyDict>> {
+        super::arrow::to_arrow(py, &self.items)
     }
 }

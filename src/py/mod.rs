@@ -1,5 +1,6 @@
 //! The PyO3 bindings: the only code that touches the interpreter.
 
+mod arrow;
 mod batch;
 mod errors;
 mod logs;
@@ -32,6 +33,7 @@ pub fn register(m: &Bound<'_, PyModule>) -> PyResult<()> {
     errors::register(m)?;
     messages::register(m)?;
     m.add_class::<batch::Batch>()?;
+    m.add_class::<arrow::ArrowBatch>()?;
     stream::register(m)?;
     simulator::register(m)?;
     Ok(())

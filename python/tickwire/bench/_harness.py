@@ -32,6 +32,9 @@ EXIT_OK = 0
 EXIT_INVALID = 1  # some run failed validation (the tables say which)
 EXIT_USAGE = 2
 
+#: Before a run, each benchmark CPU must be below this busy share (see ``--settle``).
+QUIET = 0.10
+
 #: A run is called noisy when something else took at least this share of a benchmark CPU.
 NOISY = 0.10
 
@@ -111,6 +114,13 @@ def build_parser() -> argparse.ArgumentParser:
         help="PNG bar chart (needs matplotlib) (tickwire-bench.png)",
     )
     p.add_argument("--no-chart", action="store_true", help="do not draw the chart")
+    p.add_argument(
+        "--settle",
+        type=float,
+        default=30.0,
+        metavar="S",
+        help="before each run, wait up to S seconds for the benchmark CPUs to be idle (30; 0: off)",
+    )
     p.add_argument("--list", action="store_true", help="list clients and whether installed")
     p.add_argument(
         "--report",
@@ -226,6 +236,25 @@ def _other_load(
         else 0.0,
         "steal": max(delta(s.client_cpu, 1), delta(s.server_cpu, 1)),
     }
+
+
+def _settle(s: Settings, limit: float) -> float | None:
+    """Waits (up to ``limit`` seconds) until the benchmark CPUs are nearly idle, so a run does
+    not start in the middle of someone else's build; returns the seconds waited, or ``None``
+    if they never went quiet (the run goes ahead and its ``other load`` will say so)."""
+    cpus = {c for c in (s.client_cpu, s.server_cpu) if c is not None}
+    if limit <= 0 or not cpus:
+        return 0.0
+    t0 = time.monotonic()
+    while True:
+        a, ta = _proc_stat(), time.monotonic()
+        time.sleep(0.5)
+        b, tb = _proc_stat(), time.monotonic()
+        busy = max((b[c][0] - a[c][0]) / (tb - ta) for c in cpus if c in a and c in b)
+        if busy < QUIET:
+            return time.monotonic() - t0
+        if time.monotonic() - t0 > limit:
+            return None
 
 
 def run_once(s: Settings, peer: Peer) -> dict[str, Any]:
@@ -486,7 +515,9 @@ def main(argv: list[str] | None = None) -> int:
     started = time.time()
     for i in range(s.runs):
         for peer in s.peers:
+            waited = _settle(s, args.settle)
             r = run_once(s, peer)
+            r["settle_wait_s"] = waited
             r["round"] = i + 1
             runs.append(r)
             if r.get("ok"):
@@ -541,6 +572,12 @@ def report(doc: dict[str, Any], s: Settings, chart: str | None) -> bool:
             "steal: "
             + ", ".join(f"{r['peer']} round {r['round']} ({_noise(r):.0%})" for r in noisy)
             + "; their numbers are less trustworthy"
+        )
+    unsettled = [r for r in runs if "settle_wait_s" in r and r["settle_wait_s"] is None]
+    if unsettled:
+        notes.append(
+            f"{len(unsettled)} runs started although the benchmark CPUs were still busy with "
+            "something else after waiting (--settle)"
         )
     checksum = _checksum_note(s, runs)
     if checksum:
