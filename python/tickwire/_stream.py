@@ -20,6 +20,12 @@ def _list(values: Iterable[str]) -> list[str]:
     return [values] if isinstance(values, str) else list(values)
 
 
+def _scope(*lists: Iterable[str]) -> dict[str, list[str]]:
+    """The scope keywords of ``StreamCore.subscribe``/``unsubscribe``, as lists, in order."""
+    names = ("data_types", "symbols", "assets", "exchanges", "periods", "index_ids")
+    return dict(zip((*names, "instruments"), map(_list, lists), strict=True))
+
+
 class Stream:
     """A live stream of batches. Made by :func:`connect`; the connection is made in the
     background, and entering the stream (``with`` / ``async with``) waits for it."""
@@ -148,13 +154,7 @@ class Stream:
         remembered for every reconnect.
         """
         self._core.subscribe(
-            data_types=_list(data_types),
-            symbols=_list(symbols),
-            assets=_list(assets),
-            exchanges=_list(exchanges),
-            periods=_list(periods),
-            index_ids=_list(index_ids),
-            instruments=_list(instruments),
+            **_scope(data_types, symbols, assets, exchanges, periods, index_ids, instruments),
             all=all,
         )
 
@@ -172,13 +172,7 @@ class Stream:
     ) -> None:
         """Removes from the subscription live; the keywords of :meth:`subscribe`."""
         self._core.unsubscribe(
-            data_types=_list(data_types),
-            symbols=_list(symbols),
-            assets=_list(assets),
-            exchanges=_list(exchanges),
-            periods=_list(periods),
-            index_ids=_list(index_ids),
-            instruments=_list(instruments),
+            **_scope(data_types, symbols, assets, exchanges, periods, index_ids, instruments),
             all=all,
         )
 

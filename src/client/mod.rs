@@ -141,54 +141,34 @@ async fn run(
                 let started = Instant::now();
                 let ended =
                     connection::drive(conn, &mut config, &queue, &mut commands, &mut replay).await;
-                match ended {
+                let (reason, code) = match &ended {
                     Ended::User => return,
-                    Ended::Reconnect { reason } if backoff.is_some() => {
-                        push_event(
-                            &queue,
-                            Msg::Disconnected {
-                                reason: reason.into(),
-                                code: None,
-                            },
-                        )
-                        .await;
+                    Ended::Reconnect { reason } => (reason.clone(), None),
+                    Ended::Lost { reason, code } | Ended::Terminal { reason, code, .. } => {
+                        (reason.clone(), *code)
+                    }
+                };
+                log::warn!("connection to {shown_url} ended: {reason}");
+                push_event(
+                    &queue,
+                    Msg::Disconnected {
+                        reason: reason.into(),
+                        code,
+                    },
+                )
+                .await;
+                match ended {
+                    Ended::Terminal { end, .. } => {
+                        queue.finish(end);
+                        return;
+                    }
+                    // A server that announced its own restart is re-dialled at once.
+                    Ended::Reconnect { .. } if backoff.is_some() => {
                         attempt = attempt.saturating_add(1);
                         crate::delivery::Stats::add(&queue.stats.reconnects, 1);
                         continue;
                     }
-                    Ended::Reconnect { reason } => {
-                        push_event(
-                            &queue,
-                            Msg::Disconnected {
-                                reason: reason.into(),
-                                code: None,
-                            },
-                        )
-                        .await;
-                    }
-                    Ended::Lost { reason, code } => {
-                        log::warn!("connection to {shown_url} lost: {reason}");
-                        push_event(
-                            &queue,
-                            Msg::Disconnected {
-                                reason: reason.into(),
-                                code,
-                            },
-                        )
-                        .await;
-                    }
-                    Ended::Terminal { reason, code, end } => {
-                        push_event(
-                            &queue,
-                            Msg::Disconnected {
-                                reason: reason.into(),
-                                code,
-                            },
-                        )
-                        .await;
-                        queue.finish(end);
-                        return;
-                    }
+                    _ => {}
                 }
                 if let Some(b) = backoff.as_mut() {
                     b.on_connection_ended(started.elapsed());
