@@ -23,6 +23,11 @@ pub fn wall_ns() -> i64 {
         .map_or(0, |d| i64::try_from(d.as_nanos()).unwrap_or(i64::MAX))
 }
 
+/// How long past `before_time` a make-before-break waits for the old connection to close before
+/// switching anyway. Reading the old one to its close keeps what it still had in flight, which
+/// the new connection (subscribed later) may not carry.
+const SWITCH_GRACE: Duration = Duration::from_secs(2);
+
 /// A `ParseError` keeps at most this much of the offending frame.
 const RAW_KEEP: usize = 4096;
 
@@ -280,7 +285,7 @@ async fn drive_with(
                         liveness.on_frame(t);
                         probe.on_frame(t);
                     }
-                    false => fallback = Some("make-before-break connection not ready by before_time; waited for close".into()),
+                    false => fallback = Some("make-before-break connection not ready in time; waited for close".into()),
                 }
                 continue;
             }
@@ -354,9 +359,12 @@ async fn drive_with(
                                 break;
                             }
                             OnNotice::MakeBeforeBreak if successor.is_none() => {
+                                // The switch waits for the old connection's close, which
+                                // delivers everything it still has in flight; the deadline
+                                // only covers a server that keeps it open past `before_time`.
                                 let wait = Duration::from_nanos(
                                     u64::try_from(before_ns - wall_ns()).unwrap_or(0),
-                                );
+                                ) + SWITCH_GRACE;
                                 successor = Some(Successor::new(
                                     config,
                                     Instant::now() + wait,
