@@ -158,3 +158,19 @@ def core_build() -> dict[str, Any]:
         "sha256": digest.hexdigest()[:16],
         "debug_assertions": debug,
     }
+
+
+def other_load(r: dict[str, Any]) -> float:
+    """The share of a benchmark CPU that something else took during a run's window, where it
+    could matter: always on the client's CPU; on the simulator's only when the simulator needed
+    most of its CPU (with room to spare, other load there does not slow the feed)."""
+    o = r.get("other_load") or {}
+    server = float(o.get("server_cpu", 0.0))
+    if server + float(r.get("server_cpu_util") or 0.0) < 0.9:
+        server = 0.0
+    return max(float(o.get("client_cpu", 0.0)), server, float(o.get("steal", 0.0)))
+
+
+def excluded(limit: float | None, r: dict[str, Any]) -> bool:
+    """Whether a run is left out of the medians by ``--max-other-load limit``."""
+    return limit is not None and other_load(r) > limit

@@ -21,8 +21,10 @@ from ._common import (
     Peer,
     core_build,
     dist_version,
+    excluded,
     median,
     missing_modules,
+    other_load,
 )
 from ._report import render, write_chart
 
@@ -53,6 +55,8 @@ class Settings:
     timeout: float
     python: str = sys.executable
     notes: list[str] = field(default_factory=list)
+    #: Leave runs with more other load than this out of the medians (still listed).
+    max_other_load: float | None = None
 
     @property
     def paced(self) -> bool:
@@ -125,7 +129,15 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--report",
         metavar="JSON",
-        help="print the report (and chart) of an earlier --json file again; runs nothing",
+        nargs="+",
+        help="print the report (and chart) of earlier --json files with the same settings, their "
+        "runs merged; runs nothing",
+    )
+    p.add_argument(
+        "--max-other-load",
+        type=float,
+        metavar="F",
+        help="leave runs whose other load exceeded F (0..1) out of the medians; they stay listed",
     )
     return p
 
@@ -328,23 +340,12 @@ def _run_once(s: Settings, peer: Peer, server_err: IO[bytes]) -> dict[str, Any]:
     return record
 
 
-def _noise(r: dict[str, Any]) -> float:
-    """The share of a benchmark CPU that something else took where it could matter: always on
-    the client's CPU; on the simulator's only when the simulator needed most of its CPU (with
-    room to spare, other load there does not slow the feed)."""
-    o = r.get("other_load") or {}
-    server = float(o.get("server_cpu", 0.0))
-    if server + float(r.get("server_cpu_util") or 0.0) < 0.9:
-        server = 0.0
-    return max(float(o.get("client_cpu", 0.0)), server, float(o.get("steal", 0.0)))
-
-
 def summarize(s: Settings, runs: list[dict[str, Any]]) -> list[dict[str, Any]]:
     """Medians per client over its valid runs, and the ratio to the best peer."""
     rows: list[dict[str, Any]] = []
     for peer in s.peers:
         mine = [r for r in runs if r["peer"] == peer.name]
-        good = [r for r in mine if r.get("ok")]
+        good = [r for r in mine if r.get("ok") and not excluded(s.max_other_load, r)]
         row: dict[str, Any] = {
             "peer": peer.name,
             "label": peer.label,
@@ -376,7 +377,7 @@ def summarize(s: Settings, runs: list[dict[str, Any]]) -> list[dict[str, Any]]:
             if worst:
                 lat["worst_max"] = max(worst)
             row["latency_us"] = lat
-        noise = [_noise(r) for r in good if r.get("other_load")]
+        noise = [other_load(r) for r in good if r.get("other_load")]
         row["other_load_median"] = median(noise) if noise else None
         row["other_load_worst"] = max(noise) if noise else None
         row["checksums"] = [r.get("checksum") for r in mine]
@@ -415,13 +416,39 @@ def _checksum_note(s: Settings, runs: list[dict[str, Any]]) -> str | None:
     return f"CHECKSUMS DIFFER across clients over the same {s.total} messages: {detail}"
 
 
-def _rereport(path: str, chart: str | None) -> int:
-    with open(path, encoding="utf-8") as f:
-        doc = json.load(f)
-    st = doc["settings"]
+def _rereport(paths: list[str], chart: str | None, max_other_load: float | None) -> int:
+    """Reports one or more earlier ``--json`` files with the same settings as one benchmark
+    (their runs merged, rounds renumbered in file order)."""
+    docs = []
+    for path in paths:
+        with open(path, encoding="utf-8") as f:
+            docs.append(json.load(f))
+    st = docs[0]["settings"]
+    same = ("rate", "seconds", "warmup", "total", "symbols", "server_cpu", "client_cpu")
+    for d in docs[1:]:
+        if any(d["settings"][k] != st[k] for k in same):
+            raise SystemExit(f"--report: settings differ between files ({', '.join(same)})")
+    runs: list[dict[str, Any]] = []
+    rounds = 0
+    for d in docs:
+        for r in d["runs"]:
+            runs.append({**r, "round": rounds + r["round"]})
+        rounds += d["settings"]["runs"]
+    peers = list(dict.fromkeys(n for d in docs for n in d["settings"]["peers"]))
+    doc = {
+        **docs[0],
+        "command": " + ".join(d["command"] for d in docs),
+        "notes": list(dict.fromkeys(n for d in docs for n in d["notes"])),
+        "runs": runs,
+    }
+    doc["machine"] = {
+        **docs[0]["machine"],
+        "tickwire_core_changed": any(d["machine"].get("tickwire_core_changed") for d in docs)
+        or len({json.dumps(d["machine"].get("tickwire_core"), sort_keys=True) for d in docs}) > 1,
+    }
     s = Settings(
-        peers=[PEERS_BY_NAME[n] for n in st["peers"]],
-        runs=st["runs"],
+        peers=[PEERS_BY_NAME[n] for n in peers],
+        runs=rounds,
         seconds=st["seconds"],
         warmup=st["warmup"],
         rate=st["rate"],
@@ -430,6 +457,7 @@ def _rereport(path: str, chart: str | None) -> int:
         server_cpu=st["server_cpu"],
         client_cpu=st["client_cpu"],
         timeout=0.0,
+        max_other_load=max_other_load,
     )
     return EXIT_OK if report(doc, s, chart) else EXIT_INVALID
 
@@ -450,7 +478,7 @@ def main(argv: list[str] | None = None) -> int:
             print(f"{p.name:<26} {p.label:<40} {state}")
         return EXIT_OK
     if args.report:
-        return _rereport(args.report, None if args.no_chart else args.chart)
+        return _rereport(args.report, None if args.no_chart else args.chart, args.max_other_load)
     names = [n.strip() for n in args.peers.split(",") if n.strip()]
     unknown = [n for n in names if n not in PEERS_BY_NAME]
     if unknown or not names:
@@ -501,6 +529,7 @@ def main(argv: list[str] | None = None) -> int:
         client_cpu=client_cpu,
         timeout=timeout,
         notes=notes,
+        max_other_load=args.max_other_load,
     )
     info = machine()
     if any(p.ours for p in peers):
@@ -564,13 +593,13 @@ def report(doc: dict[str, Any], s: Settings, chart: str | None) -> bool:
     every run was valid."""
     runs: list[dict[str, Any]] = doc["runs"]
     notes = list(doc["notes"])
-    noisy = [r for r in runs if r.get("other_load") and _noise(r) >= NOISY]
+    noisy = [r for r in runs if r.get("other_load") and other_load(r) >= NOISY]
     if noisy:
         notes.append(
             f"{len(noisy)} of {len(runs)} runs had other load >= {NOISY:.0%} of the client's CPU "
             "(or of the simulator's, when it needed it), from other processes or hypervisor "
             "steal: "
-            + ", ".join(f"{r['peer']} round {r['round']} ({_noise(r):.0%})" for r in noisy)
+            + ", ".join(f"{r['peer']} round {r['round']} ({other_load(r):.0%})" for r in noisy)
             + "; their numbers are less trustworthy"
         )
     unsettled = [r for r in runs if "settle_wait_s" in r and r["settle_wait_s"] is None]

@@ -5,6 +5,8 @@ from __future__ import annotations
 import math
 from typing import TYPE_CHECKING, Any
 
+from ._common import excluded
+
 if TYPE_CHECKING:
     from ._harness import Settings
 
@@ -26,6 +28,12 @@ def _pct(v: Any) -> str:
 
 def _ratio(v: Any) -> str:
     return "-" if v is None else f"{v:.2f}x"
+
+
+def _status(s: Settings, r: dict[str, Any]) -> str:
+    if not r.get("ok"):
+        return f"INVALID: {r.get('error')}"
+    return "ok, not in medians (other load)" if excluded(s.max_other_load, r) else "ok"
 
 
 def _run_noise(r: dict[str, Any]) -> str:
@@ -79,7 +87,12 @@ def render(
         f"## tickwire bench: {mode}",
         "",
         f"- command: `{command}`",
-        f"- {s.runs} runs per client, interleaved; {span}; medians over valid runs",
+        f"- {s.runs} runs per client, interleaved; {span}; medians over valid runs"
+        + (
+            f" whose other load was <= {s.max_other_load:.0%}"
+            if s.max_other_load is not None
+            else ""
+        ),
         f"- {pin}; subscription trade+quote+book5+index, {s.symbols} symbols",
         f"- machine: {info['nproc']} CPUs ({info['cpu_model']}), Python {info['python']}, "
         f"load average at start {info['loadavg_start'][0]:.2f}",
@@ -193,7 +206,7 @@ def render(
                 str(r.get("gaps", "-")),
                 _num(r.get("total_messages")),
                 _num(r.get("checksum"), ".6f") if r.get("checksum") else "-",
-                "ok" if r.get("ok") else f"INVALID: {r.get('error')}",
+                _status(s, r),
             ]
         )
     dhead = ["round", "client", "msg/s", "CPU s / M", "sim CPU", "other load c/s"]
@@ -216,8 +229,8 @@ def write_chart(s: Settings, rows: list[dict[str, Any]], path: str) -> str:
 
         matplotlib.use("Agg")
         import matplotlib.pyplot as plt  # type: ignore[import-not-found, unused-ignore]
-    except ImportError:
-        return "chart skipped: matplotlib is not installed (pip install matplotlib)"
+    except ImportError as e:  # not installed, or installed without a dependency (numpy)
+        return f"chart skipped: matplotlib cannot be imported ({e}); pip install matplotlib"
     rows = [r for r in rows if r["valid"]]
     if not rows:
         return "chart skipped: no valid runs"
