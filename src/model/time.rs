@@ -28,6 +28,36 @@ fn days_in_month(year: i64, month: i64) -> i64 {
     }
 }
 
+thread_local! {
+    /// The last date parsed on this thread: a feed's timestamps share it almost always.
+    static LAST_DATE: std::cell::Cell<([u8; 10], i64)> =
+        const { std::cell::Cell::new(([0; 10], 0)) };
+}
+
+/// Days since the epoch of the `YYYY-MM-DD` at the start of `b`, validated.
+fn date_days(b: &[u8]) -> Result<i64, TimeError> {
+    let ymd: [u8; 10] = b
+        .get(..10)
+        .and_then(|d| d.try_into().ok())
+        .ok_or(TimeError)?;
+    let (last, days) = LAST_DATE.get();
+    if last == ymd {
+        return Ok(days);
+    }
+    let year = digits(b, 0, 4)?;
+    if b[4] != b'-' || b[7] != b'-' {
+        return Err(TimeError);
+    }
+    let month = digits(b, 5, 2)?;
+    let day = digits(b, 8, 2)?;
+    if !(1..=12).contains(&month) || day < 1 || day > days_in_month(year, month) {
+        return Err(TimeError);
+    }
+    let days = days_from_civil(year, month, day);
+    LAST_DATE.set((ymd, days));
+    Ok(days)
+}
+
 /// Days since 1970-01-01 of a proleptic Gregorian date (Howard Hinnant's algorithm).
 fn days_from_civil(y: i64, m: i64, d: i64) -> i64 {
     let y = if m <= 2 { y - 1 } else { y };
@@ -57,16 +87,7 @@ fn civil_from_days(z: i64) -> (i64, i64, i64) {
 /// [`TimeError`] for anything else, including out-of-range fields.
 pub fn parse_ns(s: &str) -> Result<i64, TimeError> {
     let b = s.as_bytes();
-    let year = digits(b, 0, 4)?;
-    if b.get(4) != Some(&b'-') || b.get(7) != Some(&b'-') {
-        return Err(TimeError);
-    }
-    let month = digits(b, 5, 2)?;
-    let day = digits(b, 8, 2)?;
-    if !(1..=12).contains(&month) || day < 1 || day > days_in_month(year, month) {
-        return Err(TimeError);
-    }
-    let days = days_from_civil(year, month, day);
+    let days = date_days(b)?;
     if b.len() == 10 {
         return days.checked_mul(86_400 * 1_000_000_000).ok_or(TimeError);
     }
