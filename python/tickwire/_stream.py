@@ -34,6 +34,10 @@ class Stream:
         self._core = core
         self._connect_timeout = connect_timeout
         self._ended = False
+        # The loop watching the wake-up fd, and the future a waiting __anext__ sleeps on. The
+        # fd stays registered between waits: one epoll registration per stream, not per batch.
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._waiter: asyncio.Future[None] | None = None
 
     # -- sync ---------------------------------------------------------------------------
     def __enter__(self) -> Stream:
@@ -96,29 +100,41 @@ class Stream:
                 raise StreamClosed("the stream is closed")
             raise StopAsyncIteration
         while True:
-            got = self._core.poll_or_arm()
+            try:
+                got = self._core.poll_or_arm()
+            except BaseException:
+                self._unwatch()
+                raise
             if isinstance(got, Batch):
                 return got
             if got is False:
                 self._ended = True
+                self._unwatch()
                 raise StopAsyncIteration
             await self._readable()
 
     async def _readable(self) -> None:
         """Sleeps until the core writes to its wake-up fd (once per ready batch)."""
         loop = asyncio.get_running_loop()
-        fd = self._core.wake_fd
-        fut: asyncio.Future[None] = loop.create_future()
-
-        def ready() -> None:
-            if not fut.done():
-                fut.set_result(None)
-
-        loop.add_reader(fd, ready)
+        if self._loop is not loop:
+            self._unwatch()
+            loop.add_reader(self._core.wake_fd, self._wake)
+            self._loop = loop
+        self._waiter = loop.create_future()
         try:
-            await fut
+            await self._waiter
         finally:
-            loop.remove_reader(fd)
+            self._waiter = None
+
+    def _wake(self) -> None:
+        waiter = self._waiter
+        if waiter is not None and not waiter.done():
+            waiter.set_result(None)
+
+    def _unwatch(self) -> None:
+        loop, self._loop = self._loop, None
+        if loop is not None and not loop.is_closed():
+            loop.remove_reader(self._core.wake_fd)
 
     def queue(self, maxsize: int = 0) -> asyncio.Queue[Batch]:
         """An ``asyncio.Queue`` fed with this stream's batches by a task, for fan-out.
@@ -182,6 +198,7 @@ class Stream:
     def close(self) -> None:
         """Closes the connection; iterating afterwards raises :class:`StreamClosed`."""
         self._ended = True
+        self._unwatch()
         self._core.close()
 
 

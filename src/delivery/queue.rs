@@ -74,6 +74,8 @@ struct State {
     end: Option<StreamEnd>,
     /// An asyncio consumer is waiting on the pipe.
     armed: bool,
+    /// A wake-up byte was written and not yet drained.
+    signalled: bool,
     /// Set once the first connection attempt settled (connected, or failed for good).
     settled: bool,
 }
@@ -119,6 +121,7 @@ impl Queue {
             st.armed = false;
             if let Some(w) = &self.wake {
                 w.wake();
+                st.signalled = true;
             }
         }
     }
@@ -352,13 +355,22 @@ impl Queue {
         }
     }
 
+    /// Empties the wake-up pipe if a byte was written since the last drain (a syscall only
+    /// then, not on every poll).
+    fn drain_wake(&self, st: &mut State) {
+        if st.signalled {
+            st.signalled = false;
+            if let Some(w) = &self.wake {
+                w.drain();
+            }
+        }
+    }
+
     /// Takes the next batch if one is ready; otherwise arms the wake pipe and returns
     /// [`Pop::Empty`], so the producer's next batch wakes the loop.
     pub fn pop_or_arm(&self) -> Pop {
-        if let Some(w) = &self.wake {
-            w.drain();
-        }
         let mut st = self.state.lock();
+        self.drain_wake(&mut st);
         if let Some(p) = self.take(&mut st) {
             return p;
         }
@@ -380,10 +392,8 @@ impl Queue {
 
     /// Arms the wake pipe unless the first attempt has settled; true if already settled.
     pub fn settled_or_arm(&self) -> bool {
-        if let Some(w) = &self.wake {
-            w.drain();
-        }
         let mut st = self.state.lock();
+        self.drain_wake(&mut st);
         if st.settled {
             return true;
         }

@@ -87,7 +87,8 @@ def render(
         f"## tickwire bench: {mode}",
         "",
         f"- command: `{command}`",
-        f"- {s.runs} runs per client, interleaved; {span}; medians over valid runs"
+        f"- {s.runs} run{'' if s.runs == 1 else 's'} per client, interleaved; {span}; "
+        "medians over valid runs"
         + (
             f" whose other load was <= {s.max_other_load:.0%}"
             if s.max_other_load is not None

@@ -48,7 +48,8 @@ def main(argv: list[str] | None = None) -> int:
 
     samples: list[tuple[float, float]] = []
     t0 = time.monotonic()
-    with tw.Simulator(rate=args.rate, symbols=args.symbols, seed=args.seed) as sim:
+    # No send record: a benchmark runs long and must not grow the server's memory.
+    with tw.Simulator(rate=args.rate, symbols=args.symbols, seed=args.seed, record=False) as sim:
         pin_process(args.cpu)
         threads, cpus = thread_cpus()
         sys.stdout.write(json.dumps({"url": sim.url, "threads": threads, "cpus": cpus}) + "\n")
