@@ -217,3 +217,28 @@ def test_moment_urls_compose_from_environment_and_version() -> None:
         tw.Moment("prices", start_msg_number=1)
     with pytest.raises(ValueError, match="prices stream only"):
         tw.Moment("orders", instruments=["037833DP2"])
+
+
+@pytest.mark.timeout(30)
+def test_price_subscriptions_are_resent_after_a_reconnect(make_sim: Callable[..., Any]) -> None:
+    sim = make_sim(protocol="moment", rate=1000, faults=tw.Faults(disconnect_after_s=0.8))
+    feed = tw.Moment("prices", url=sim.url_for("prices"), instruments=["037833DP2"])
+    with tw.connect(feed, reconnect=tw.ReconnectPolicy(initial_delay=0.05)) as stream:
+        stream.subscribe(instruments=["912810SX7"])  # a live change must survive too
+        items: list[Any] = []
+        deadline = time.monotonic() + 10
+        while time.monotonic() < deadline:
+            items.extend(drain(stream, quiet_s=0.2, limit_s=0.5))
+            connects = [i for i, m in enumerate(items) if isinstance(m, tw.Connected)]
+            if len(connects) >= 2:
+                later = items[connects[-1] :]
+                ids = {m.instrument_id for m in later if isinstance(m, tw.PriceUpdate)}
+                if len(ids) == 2:
+                    break
+    cut = max(i for i, m in enumerate(items) if isinstance(m, tw.Connected))
+    before, after = items[:cut], items[cut:]
+    assert any(isinstance(m, tw.Disconnected) for m in before)
+    acks = sorted(m.instrument_id for m in after if isinstance(m, tw.Subscription))
+    assert acks == ["037833DP2", "912810SX7"]
+    ids = {m.instrument_id for m in after if isinstance(m, tw.PriceUpdate)}
+    assert ids == {"037833DP2", "912810SX7"}
