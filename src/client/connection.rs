@@ -28,6 +28,9 @@ pub fn wall_ns() -> i64 {
 /// the new connection (subscribed later) may not carry.
 const SWITCH_GRACE: Duration = Duration::from_secs(2);
 
+/// The longest a switch waits for the new connection to pass the old one's last message.
+const CATCH_UP: Duration = Duration::from_secs(1);
+
 /// A `ParseError` keeps at most this much of the offending frame.
 const RAW_KEEP: usize = 4096;
 
@@ -276,7 +279,7 @@ async fn drive_with(
                 let Some(s) = successor.take() else { continue };
                 match s.conn.is_some() {
                     true => {
-                        let old = std::mem::replace(&mut conn, match switch(s, reader, queue).await {
+                        let old = std::mem::replace(&mut conn, match switch(s, reader, queue, &config.session).await {
                             Some(c) => c,
                             None => return Ended::User,
                         });
@@ -411,7 +414,7 @@ async fn drive_with(
             // The old connection is gone: a ready successor takes over without a hole.
             Some(Ended::Lost { .. }) if successor.as_ref().is_some_and(|s| s.conn.is_some()) => {
                 let s = successor.take().expect("checked");
-                conn = match switch(s, reader, queue).await {
+                conn = match switch(s, reader, queue, &config.session).await {
                     Some(c) => c,
                     None => return Ended::User,
                 };
@@ -544,6 +547,33 @@ impl Successor {
         }
     }
 
+    /// True once the new connection has carried a message the old one never delivered: it is
+    /// past the overlap, so nothing read from it after the switch can be a repeat.
+    fn caught_up(&self) -> bool {
+        self.held
+            .iter()
+            .rev()
+            .any(|e| identity(&e.msg).is_some_and(|id| !self.seen.contains(&id)))
+    }
+
+    /// Reads the new connection until it is past the overlap with what the old one delivered
+    /// (it may lag the old one by a few messages), for at most `CATCH_UP`: a quiet market has
+    /// nothing to overlap.
+    async fn catch_up(&mut self, session: &Session, stats: &Stats) {
+        let deadline = tokio::time::Instant::now() + CATCH_UP;
+        while !self.caught_up() {
+            let Some(conn) = self.conn.as_mut() else {
+                return;
+            };
+            let Ok(frame) = tokio::time::timeout_at(deadline, conn.next()).await else {
+                return;
+            };
+            if self.on_frame(frame, session, stats).is_err() {
+                return;
+            }
+        }
+    }
+
     fn remember(&mut self, delivered: &[Envelope]) {
         self.seen
             .extend(delivered.iter().filter_map(|e| identity(&e.msg)));
@@ -583,7 +613,13 @@ impl Successor {
 /// connection delivered (and full-book messages before its first snapshot, since a book
 /// restarts from the new connection's snapshot), then a `Switched` event. The reader's
 /// per-connection state becomes the successor's. `None` if the consumer closed meanwhile.
-async fn switch(s: Successor, reader: &mut Reader, queue: &Queue) -> Option<Connection> {
+async fn switch(
+    mut s: Successor,
+    reader: &mut Reader,
+    queue: &Queue,
+    session: &Session,
+) -> Option<Connection> {
+    s.catch_up(session, &queue.stats).await;
     let Successor {
         conn,
         reader: next_reader,
