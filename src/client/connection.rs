@@ -365,9 +365,13 @@ async fn drive_with(
                                 // The switch waits for the old connection's close, which
                                 // delivers everything it still has in flight; the deadline
                                 // only covers a server that keeps it open past `before_time`.
+                                // A notice from the far future (or garbage) waits at most
+                                // an hour, so no deadline overflows.
                                 let wait = Duration::from_nanos(
-                                    u64::try_from(before_ns - wall_ns()).unwrap_or(0),
-                                ) + SWITCH_GRACE;
+                                    u64::try_from(before_ns.saturating_sub(wall_ns())).unwrap_or(0),
+                                )
+                                .min(Duration::from_secs(3600))
+                                    + SWITCH_GRACE;
                                 successor = Some(Successor::new(
                                     config,
                                     Instant::now() + wait,

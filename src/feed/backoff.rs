@@ -60,7 +60,13 @@ impl Backoff {
         let base = (p.initial_delay * p.factor.powi(exp)).min(p.max_delay);
         let scale = 1.0 - p.jitter + 2.0 * p.jitter * u.clamp(0.0, 1.0);
         self.attempt = self.attempt.saturating_add(1);
-        Some(Duration::from_secs_f64((base * scale).max(0.0)))
+        // Capped at a day: a policy's numbers must never overflow a timer.
+        let secs = (base * scale).clamp(0.0, 86_400.0);
+        Some(Duration::from_secs_f64(if secs.is_nan() {
+            0.0
+        } else {
+            secs
+        }))
     }
 
     /// Called when a connection ends after living `lived`.
@@ -103,6 +109,19 @@ mod tests {
             let b = secs(hi.next_delay(1.0));
             assert!((a - base * 0.8).abs() < 1e-9 && (b - base * 1.2).abs() < 1e-9);
             assert!(a > 0.0);
+        }
+    }
+
+    #[test]
+    fn absurd_policies_stay_finite() {
+        let mut b = Backoff::new(BackoffPolicy {
+            initial_delay: 1e300,
+            max_delay: f64::INFINITY,
+            factor: 1e300,
+            ..BackoffPolicy::default()
+        });
+        for _ in 0..5 {
+            assert!(b.next_delay(0.5).unwrap() <= Duration::from_secs(86_400));
         }
     }
 

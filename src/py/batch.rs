@@ -45,43 +45,56 @@ fn s(py: Python<'_>, text: &Bound<'_, PyString>) -> Py<PyString> {
 fn object(py: Python<'_>, e: &Envelope, keys: &mut KeyCache) -> PyResult<Py<PyAny>> {
     let recv_ns = e.recv_ns;
     let raw = e.raw.as_deref().map(String::from);
-    // Envelopes stay in the batch (for `to_arrow`), so the message is cloned: interned keys
-    // are reference counts, and owned text is small.
+    // The two commonest types are built from references; the rest from a clone (envelopes stay
+    // in the batch for `to_arrow`; interned keys clone as reference counts).
+    match &e.msg {
+        Msg::Trade(t) => {
+            return Ok(Py::new(
+                py,
+                m::Trade {
+                    type_: s(py, intern!(py, "trade")),
+                    recv_ns,
+                    symbol_id: keys.get(py, &t.symbol_id),
+                    sequence: t.sequence,
+                    time_exchange: t.time_exchange,
+                    time_coinapi: t.time_coinapi,
+                    uuid: String::from(&*t.uuid),
+                    price: t.price,
+                    size: t.size,
+                    taker_side: keys.get(py, &t.taker_side),
+                    raw,
+                },
+            )?
+            .into_any())
+        }
+        Msg::Quote(q) => {
+            return Ok(Py::new(
+                py,
+                m::Quote {
+                    type_: s(py, intern!(py, "quote")),
+                    recv_ns,
+                    symbol_id: keys.get(py, &q.symbol_id),
+                    sequence: q.sequence,
+                    time_exchange: q.time_exchange,
+                    time_coinapi: q.time_coinapi,
+                    ask_price: q.ask_price,
+                    ask_size: q.ask_size,
+                    bid_price: q.bid_price,
+                    bid_size: q.bid_size,
+                    raw,
+                },
+            )?
+            .into_any())
+        }
+        _ => {}
+    }
     let obj: Py<PyAny> = match e.msg.clone() {
-        Msg::Trade(t) => Py::new(
-            py,
-            m::Trade {
-                type_: s(py, intern!(py, "trade")),
-                recv_ns,
-                symbol_id: keys.get(py, &t.symbol_id),
-                sequence: t.sequence,
-                time_exchange: t.time_exchange,
-                time_coinapi: t.time_coinapi,
-                uuid: t.uuid.into(),
-                price: t.price,
-                size: t.size,
-                taker_side: keys.get(py, &t.taker_side),
-                raw,
-            },
-        )?
-        .into_any(),
-        Msg::Quote(q) => Py::new(
-            py,
-            m::Quote {
-                type_: s(py, intern!(py, "quote")),
-                recv_ns,
-                symbol_id: keys.get(py, &q.symbol_id),
-                sequence: q.sequence,
-                time_exchange: q.time_exchange,
-                time_coinapi: q.time_coinapi,
-                ask_price: q.ask_price,
-                ask_size: q.ask_size,
-                bid_price: q.bid_price,
-                bid_size: q.bid_size,
-                raw,
-            },
-        )?
-        .into_any(),
+        // Built from references above; kept as an error, never a panic across the FFI line.
+        Msg::Trade(_) | Msg::Quote(_) => {
+            return Err(pyo3::exceptions::PyRuntimeError::new_err(
+                "tickwire: trade/quote reached the cloning path",
+            ))
+        }
         Msg::Book(b) => Py::new(
             py,
             m::Book {

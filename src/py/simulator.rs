@@ -54,6 +54,20 @@ impl Faults {
                 return Err(PyValueError::new_err(format!("{name} must be >= 1")));
             }
         }
+        for (name, v) in [
+            ("disconnect_after_s", disconnect_after_s),
+            ("stall_after_s", stall_after_s),
+            ("stall_s", stall_s),
+            ("reconnect_notice_after_s", reconnect_notice_after_s),
+            ("reconnect_within_s", Some(reconnect_within_s)),
+            ("error_after_s", error_after_s),
+        ] {
+            if v.is_some_and(|s| !(s.is_finite() && (0.0..=86_400.0).contains(&s))) {
+                return Err(PyValueError::new_err(format!(
+                    "{name} must be between 0 and 86400 seconds"
+                )));
+            }
+        }
         Ok(Faults {
             gap_every,
             duplicate_every,
@@ -189,10 +203,12 @@ impl Simulator {
             }
         };
         let positive = |name: &str, v: f64| {
-            if v.is_finite() && v > 0.0 {
+            if v.is_finite() && v > 0.0 && v <= 86_400.0 {
                 Ok(Duration::from_secs_f64(v))
             } else {
-                Err(PyValueError::new_err(format!("{name} must be > 0 seconds")))
+                Err(PyValueError::new_err(format!(
+                    "{name} must be > 0 and at most a day, in seconds"
+                )))
             }
         };
         let config = SimConfig {

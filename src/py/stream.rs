@@ -84,11 +84,23 @@ fn overflow_of(name: &str) -> Result<Overflow, Error> {
 fn seconds(name: &str, v: Option<f64>) -> Result<Option<Duration>, Error> {
     match v {
         None => Ok(None),
-        Some(s) if s.is_finite() && s > 0.0 => Ok(Some(Duration::from_secs_f64(s))),
+        // A year at most: longer is "never" in practice, and deadlines must not overflow.
+        Some(s) if s.is_finite() && s > 0.0 => {
+            Ok(Some(Duration::from_secs_f64(s.min(365.0 * 86_400.0))))
+        }
         Some(s) => Err(Error::Config(format!(
             "{name} must be a positive number of seconds, not {s}"
         ))),
     }
+}
+
+/// A caller's wait in seconds as a duration that cannot overflow a deadline (NaN and negative
+/// mean no wait; more than a year means a year).
+fn bounded(seconds: f64) -> Duration {
+    if seconds.is_nan() {
+        return Duration::ZERO;
+    }
+    Duration::from_secs_f64(seconds.clamp(0.0, 365.0 * 86_400.0))
 }
 
 fn end_to_err(end: &StreamEnd) -> PyErr {
@@ -338,8 +350,7 @@ impl StreamCore {
     /// Returns a `Batch`, `True` when nothing came in time, `False` at the end of the stream.
     #[pyo3(signature = (timeout=None))]
     fn poll(&self, py: Python<'_>, timeout: Option<f64>) -> PyResult<Py<PyAny>> {
-        let deadline =
-            timeout.map(|t| std::time::Instant::now() + Duration::from_secs_f64(t.max(0.0)));
+        let deadline = timeout.map(|t| std::time::Instant::now() + bounded(t));
         loop {
             let slice = match deadline {
                 None => SIGNAL_SLICE,
@@ -370,7 +381,7 @@ impl StreamCore {
 
     /// Waits (without the GIL) until the first connection attempt settled; raises its failure.
     fn wait_connected(&self, py: Python<'_>, timeout: f64) -> PyResult<bool> {
-        let deadline = std::time::Instant::now() + Duration::from_secs_f64(timeout.max(0.0));
+        let deadline = std::time::Instant::now() + bounded(timeout);
         loop {
             let q = &self.queue;
             let slice = deadline

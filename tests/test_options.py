@@ -1,0 +1,57 @@
+"""Out-of-range options get a clear ValueError or a bounded meaning; none can crash the I/O
+task or overflow a timer."""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable
+from typing import Any
+
+import pytest
+
+import tickwire as tw
+
+
+@pytest.mark.parametrize(
+    "kwargs",
+    [
+        {"overflow": "spill"},
+        {"batch_size": 0},
+        {"queue_size": 0},
+        {"heartbeat_timeout": -1.0},
+        {"heartbeat_timeout": math.nan},
+        {"connect_timeout": 0.0},
+        {"ping_timeout": math.inf},
+    ],
+)
+def test_bad_connect_options_are_value_errors(kwargs: dict[str, Any]) -> None:
+    with pytest.raises(ValueError, match=r"\w"):
+        tw.connect(tw.CoinAPI(url="ws://127.0.0.1:1/v1/"), **kwargs)
+
+
+def test_bad_urls_and_policies_are_value_errors() -> None:
+    with pytest.raises(ValueError, match="scheme"):
+        tw.connect(tw.CoinAPI(url="http://127.0.0.1:1/v1/"))
+    with pytest.raises(ValueError, match="initial_delay"):
+        tw.ReconnectPolicy(initial_delay=0)
+    with pytest.raises(ValueError, match="jitter"):
+        tw.ReconnectPolicy(jitter=1.5)
+    with pytest.raises(ValueError, match="on_notice"):
+        tw.ReconnectPolicy(on_notice="never")  # type: ignore[arg-type]
+    with pytest.raises(ValueError, match="86400"):
+        tw.Faults(disconnect_after_s=1e300)
+    with pytest.raises(ValueError, match=">= 1"):
+        tw.Faults(gap_every=0)
+
+
+@pytest.mark.timeout(30)
+def test_huge_values_are_bounded_not_fatal(make_sim: Callable[..., Any]) -> None:
+    sim = make_sim(rate=500, symbols=5)
+    policy = tw.ReconnectPolicy(initial_delay=1e6, max_delay=1e300, factor=1e300)
+    feed = tw.CoinAPI(url=sim.url, data_types=("trade",), heartbeat=False)
+    with tw.connect(feed, reconnect=policy, heartbeat_timeout=1e300, ping_timeout=1e300) as s:
+        # NaN waits not at all; 1e300 s waits (a year at most) for the first batch.
+        first = s.next_batch(timeout=math.nan) or s.next_batch(timeout=1e300)
+        assert first is not None
+        assert isinstance(first[0], tw.Connected)
+        assert any(isinstance(m, tw.Trade) for m in s.next_batch(timeout=1e300) or ())
