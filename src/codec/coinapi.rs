@@ -5,31 +5,25 @@ use simd_json::prelude::*;
 use simd_json::tape::Value;
 
 use super::fields::Fields;
-use super::tape::TapeParser;
-use super::{DecodeError, Interner};
+use super::{DecodeError, FrameDecoder, Interner, Venue};
 use crate::model::{
     Book, BookKind, BookL3, Exrate, Index, L3Entry, Level, Metadata, Msg, Ohlcv, Quote,
     ReconnectNotice, ServerError, Trade, Unknown,
 };
 
-/// A decoder for one connection: owns the simd-json scratch buffers, the tape and the key
-/// interner, all reused from frame to frame.
-#[derive(Default)]
-pub struct CoinApiDecoder {
-    parser: TapeParser,
-    interner: Interner,
-}
+/// The CoinAPI market-data venue: frames keyed by `type`.
+pub struct CoinApi;
 
-impl CoinApiDecoder {
-    /// Parses one frame.
-    ///
-    /// # Errors
-    /// [`DecodeError`] for invalid JSON, a non-object, a missing `type`, or a known type whose
-    /// fields are missing or of the wrong kind.
-    pub fn decode(&mut self, frame: &[u8]) -> Result<Msg, DecodeError> {
-        let interner = &mut self.interner;
-        self.parser
-            .parse(frame, |root| decode_value(root, frame, interner))
+/// A CoinAPI frame decoder (one per connection).
+pub type CoinApiDecoder = FrameDecoder<CoinApi>;
+
+impl Venue for CoinApi {
+    fn decode_value(
+        root: Value<'_, '_>,
+        wire: &[u8],
+        interner: &mut Interner,
+    ) -> Result<Msg, DecodeError> {
+        decode_value(root, wire, interner)
     }
 }
 

@@ -6,27 +6,22 @@ use simd_json::prelude::*;
 use simd_json::tape::Value;
 
 use super::fields::Fields;
-use super::tape::TapeParser;
-use super::{DecodeError, Interner};
+use super::{DecodeError, FrameDecoder, Interner, Venue};
 use crate::model::{Msg, OrderEvent, OrderEventKind, PriceUpdate, ServerError, Unknown};
 
-/// A decoder for one Moment connection.
-#[derive(Default)]
-pub struct MomentDecoder {
-    parser: TapeParser,
-    interner: Interner,
-}
+/// The Moment real-time venue: frames keyed by `msg_type`.
+pub struct Moment;
 
-impl MomentDecoder {
-    /// Parses one frame.
-    ///
-    /// # Errors
-    /// [`DecodeError`] for invalid JSON, a non-object, a missing `msg_type`, or a known type
-    /// whose fields are missing or of the wrong kind.
-    pub fn decode(&mut self, frame: &[u8]) -> Result<Msg, DecodeError> {
-        let interner = &mut self.interner;
-        self.parser
-            .parse(frame, |root| decode_value(root, frame, interner))
+/// A Moment frame decoder (one per connection).
+pub type MomentDecoder = FrameDecoder<Moment>;
+
+impl Venue for Moment {
+    fn decode_value(
+        root: Value<'_, '_>,
+        wire: &[u8],
+        interner: &mut Interner,
+    ) -> Result<Msg, DecodeError> {
+        decode_value(root, wire, interner)
     }
 }
 

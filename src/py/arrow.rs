@@ -108,7 +108,7 @@ impl Strs {
     }
 }
 
-/// Nullable values: the values (a placeholder where absent) plus a validity bitmap.
+/// Nullable values: the values (a default where absent) plus a validity bitmap.
 struct Nullable<T> {
     values: Vec<T>,
     validity: Vec<u8>,
