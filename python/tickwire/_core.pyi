@@ -622,20 +622,9 @@ class StreamCore:
     @property
     def closed(self) -> bool: ...
     def stats(self) -> Stats: ...
-    def subscribe(
+    def change_scope(
         self,
-        *,
-        data_types: list[str] = ...,
-        symbols: list[str] = ...,
-        assets: list[str] = ...,
-        exchanges: list[str] = ...,
-        periods: list[str] = ...,
-        index_ids: list[str] = ...,
-        instruments: list[str] = ...,
-        all: bool = False,
-    ) -> None: ...
-    def unsubscribe(
-        self,
+        add: bool,
         *,
         data_types: list[str] = ...,
         symbols: list[str] = ...,

@@ -21,7 +21,7 @@ def _list(values: Iterable[str]) -> list[str]:
 
 
 def _scope(*lists: Iterable[str]) -> dict[str, list[str]]:
-    """The scope keywords of ``StreamCore.subscribe``/``unsubscribe``, as lists, in order."""
+    """The scope keywords of ``StreamCore.change_scope``, as lists, in order."""
     names = ("data_types", "symbols", "assets", "exchanges", "periods", "index_ids")
     return dict(zip((*names, "instruments"), map(_list, lists), strict=True))
 
@@ -169,7 +169,8 @@ class Stream:
         prices take ``instruments=`` (CUSIP or ISIN) or ``all=True``. The change is also
         remembered for every reconnect.
         """
-        self._core.subscribe(
+        self._core.change_scope(
+            True,
             **_scope(data_types, symbols, assets, exchanges, periods, index_ids, instruments),
             all=all,
         )
@@ -187,7 +188,8 @@ class Stream:
         all: bool = False,
     ) -> None:
         """Removes from the subscription live; the keywords of :meth:`subscribe`."""
-        self._core.unsubscribe(
+        self._core.change_scope(
+            False,
             **_scope(data_types, symbols, assets, exchanges, periods, index_ids, instruments),
             all=all,
         )

@@ -45,6 +45,8 @@ pub(crate) struct Reader {
     sequences: SequenceTracker,
     /// Moment order numbers; carried from connection to connection by the caller.
     pub(crate) replay: MsgNumberTracker,
+    /// The `Gap.key` of the Moment order stream, made once rather than per message.
+    orders_key: crate::model::Key,
     keep_raw: bool,
 }
 
@@ -65,6 +67,7 @@ impl Reader {
             decoder: session.decoder(),
             sequences: SequenceTracker::default(),
             replay,
+            orders_key: std::sync::Arc::from("orders"),
             keep_raw,
         }
     }
@@ -76,7 +79,7 @@ impl Reader {
             return Some((kind, key.clone(), self.sequences.check(kind, key, seq)));
         }
         if let Msg::OrderEvent(o) = msg {
-            let key: crate::model::Key = std::sync::Arc::from("orders");
+            let key = self.orders_key.clone();
             return Some((o.kind.wire(), key, self.replay.check(o.msg_number)));
         }
         None

@@ -434,12 +434,13 @@ impl StreamCore {
         })
     }
 
-    /// Adds to the subscription: CoinAPI takes the hello's list fields, Moment prices take
-    /// `instruments` (CUSIP or ISIN) or `all=True`.
-    #[pyo3(signature = (*, data_types=vec![], symbols=vec![], assets=vec![], exchanges=vec![],
-        periods=vec![], index_ids=vec![], instruments=vec![], all=false))]
-    fn subscribe(
+    /// Adds to (`add=True`) or removes from the subscription: CoinAPI takes the hello's list
+    /// fields, Moment prices take `instruments` (CUSIP or ISIN) or `all=True`.
+    #[pyo3(signature = (add, *, data_types=vec![], symbols=vec![], assets=vec![],
+        exchanges=vec![], periods=vec![], index_ids=vec![], instruments=vec![], all=false))]
+    fn change_scope(
         &self,
+        add: bool,
         data_types: Vec<String>,
         symbols: Vec<String>,
         assets: Vec<String>,
@@ -454,29 +455,11 @@ impl StreamCore {
             instruments,
             all,
         )?;
-        self.send(Command::Subscribe(change))
-    }
-
-    /// Removes from the subscription; the same keywords as `subscribe`.
-    #[pyo3(signature = (*, data_types=vec![], symbols=vec![], assets=vec![], exchanges=vec![],
-        periods=vec![], index_ids=vec![], instruments=vec![], all=false))]
-    fn unsubscribe(
-        &self,
-        data_types: Vec<String>,
-        symbols: Vec<String>,
-        assets: Vec<String>,
-        exchanges: Vec<String>,
-        periods: Vec<String>,
-        index_ids: Vec<String>,
-        instruments: Vec<String>,
-        all: bool,
-    ) -> PyResult<()> {
-        let change = self.change(
-            [data_types, symbols, assets, exchanges, periods, index_ids],
-            instruments,
-            all,
-        )?;
-        self.send(Command::Unsubscribe(change))
+        self.send(if add {
+            Command::Subscribe(change)
+        } else {
+            Command::Unsubscribe(change)
+        })
     }
 
     /// Closes the connection and discards what is queued; idempotent.
