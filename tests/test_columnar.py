@@ -80,3 +80,38 @@ def test_moment_prices_export_nulls_for_missing_sides(make_sim: Callable[..., An
         else:
             assert b is not None
             assert a is None
+
+
+@pytest.mark.timeout(60)
+def test_book_columns_equal_the_objects(make_sim: Callable[..., Any]) -> None:
+    sim = make_sim(rate=0, total=20_000, symbols=20)
+    feed = tw.CoinAPI(url=sim.url, data_types=("book5", "book20"), heartbeat=False)
+    with tw.connect(feed) as stream:
+        batches = read_all(stream)
+    seen = 0
+    for batch in batches:
+        books = [m for m in batch if isinstance(m, tw.Book)]
+        tables = batch.to_arrow()
+        assert sum(len(t) for t in tables.values()) == len(books)
+        for name, exported in tables.items():
+            rb = pa.record_batch(exported)
+            assert pa.types.is_list(rb.schema.field("ask_prices").type)
+            assert pa.types.is_boolean(rb.schema.field("is_snapshot").type)
+            rows = [m for m in books if m.type == name]
+            assert rb.column("symbol_id").to_pylist() == [m.symbol_id for m in rows]
+            assert rb.column("sequence").to_pylist() == [m.sequence for m in rows]
+            assert rb.column("is_snapshot").to_pylist() == [m.is_snapshot for m in rows]
+            assert as_python(rb.column("time_coinapi")) == [m.time_coinapi for m in rows]
+            best_ask = [m.asks[0][0] if m.asks else None for m in rows]
+            best_bid_size = [m.bids[0][1] if m.bids else None for m in rows]
+            assert rb.column("ask_price").to_pylist() == best_ask
+            assert rb.column("bid_size").to_pylist() == best_bid_size
+            for side in ("asks", "bids"):
+                prices = rb.column(side[:-1] + "_prices").to_pylist()
+                sizes = rb.column(side[:-1] + "_sizes").to_pylist()
+                levels = [getattr(m, side) for m in rows]
+                assert [list(zip(p, q, strict=True)) for p, q in zip(prices, sizes, strict=True)] == [
+                    list(lv) for lv in levels
+                ]
+            seen += rb.num_rows
+    assert seen > 0

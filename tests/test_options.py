@@ -3,7 +3,9 @@ task or overflow a timer."""
 
 from __future__ import annotations
 
+import asyncio
 import math
+import time
 from collections.abc import Callable
 from typing import Any
 
@@ -55,3 +57,47 @@ def test_huge_values_are_bounded_not_fatal(make_sim: Callable[..., Any]) -> None
         assert first is not None
         assert isinstance(first[0], tw.Connected)
         assert any(isinstance(m, tw.Trade) for m in s.next_batch(timeout=1e300) or ())
+
+
+@pytest.mark.parametrize("busy_poll", [-0.1, 2.0, math.nan])
+def test_busy_poll_is_bounded(busy_poll: float) -> None:
+    with pytest.raises(ValueError, match="busy_poll"):
+        tw.connect(tw.CoinAPI(url="ws://127.0.0.1:1/v1/"), busy_poll=busy_poll)
+
+
+@pytest.mark.timeout(30)
+def test_busy_poll_delivers_like_a_sleeping_wait(make_sim: Callable[..., Any]) -> None:
+    sim = make_sim(rate=2_000, symbols=5)
+    feed = tw.CoinAPI(url=sim.url, data_types=("trade", "quote"), heartbeat=False)
+    with tw.connect(feed, busy_poll=0.001) as s:
+        got: list[tw.Message] = []
+        while len(got) < 200:
+            batch = s.next_batch(timeout=2.0)
+            assert batch is not None
+            got.extend(batch)
+        gaps = s.stats().gaps
+    assert isinstance(got[0], tw.Connected)
+    assert gaps == 0
+
+    async def read_async() -> int:
+        n = 0
+        async with tw.connect(feed, busy_poll=0.001) as s:
+            async for batch in s:
+                n += len(batch)
+                if n >= 200:
+                    break
+        return n
+
+    assert asyncio.run(read_async()) >= 200
+
+
+@pytest.mark.timeout(30)
+def test_busy_poll_never_outlasts_the_timeout(make_sim: Callable[..., Any]) -> None:
+    sim = make_sim(rate=1_000, symbols=5)
+    # A scope that matches nothing: after Connected, the stream stays quiet.
+    feed = tw.CoinAPI(url=sim.url, data_types=("trade",), symbols=("NOTHING_$",), heartbeat=False)
+    with tw.connect(feed, busy_poll=1.0) as s:
+        assert s.next_batch(timeout=5.0) is not None  # Connected
+        t0 = time.monotonic()
+        assert s.next_batch(timeout=0.05) is None
+        assert time.monotonic() - t0 < 0.5  # the 1 s spin was cut to the 0.05 s timeout

@@ -28,6 +28,10 @@ pub fn wall_ns() -> i64 {
 /// the new connection (subscribed later) may not carry.
 const SWITCH_GRACE: Duration = Duration::from_secs(2);
 
+/// Within a burst of ready frames, the clocks are read for the first frame and then every this
+/// many frames (about 10 µs of parsing at full speed).
+const CLOCK_EVERY: usize = 16;
+
 /// The longest a switch waits for the new connection to pass the old one's last message.
 const CATCH_UP: Duration = Duration::from_secs(1);
 
@@ -315,6 +319,8 @@ async fn drive_with(
         let mut next = Some(first);
         let mut owe_pong = false;
         let mut ended: Option<Ended> = None;
+        let mut recv_ns = 0;
+        let mut in_burst = 0usize;
         while let Some(item) = next.take() {
             let frame = match item {
                 Ok(f) => f,
@@ -323,12 +329,18 @@ async fn drive_with(
                     break;
                 }
             };
-            let t = Instant::now();
-            liveness.on_frame(t);
-            probe.on_frame(t);
+            // Frames drained in one burst were all readable when it began; reading the clocks
+            // for every one of them cost 7 % of the core at full speed. A fresh reading every
+            // CLOCK_EVERY frames keeps `recv_ns` within microseconds of the read.
+            if in_burst.is_multiple_of(CLOCK_EVERY) {
+                let t = Instant::now();
+                liveness.on_frame(t);
+                probe.on_frame(t);
+                recv_ns = wall_ns();
+                queue.stats.last_frame_ns.store(recv_ns, Relaxed);
+            }
+            in_burst += 1;
             pinged = false;
-            let recv_ns = wall_ns();
-            queue.stats.last_frame_ns.store(recv_ns, Relaxed);
             match frame {
                 Frame::Data { payload, .. } => {
                     let from = batch.len();

@@ -51,8 +51,12 @@ enum Values {
     I64(Vec<i64>),
     U64(Vec<u64>),
     F64(Vec<f64>),
+    /// Booleans, bit-packed on export.
+    Bool(Vec<bool>),
     /// UTF-8 strings: offsets and bytes.
     Utf8(Vec<i32>, Vec<u8>),
+    /// `list<double>`: offsets and the flattened values (book levels).
+    ListF64(Vec<i32>, Vec<f64>),
 }
 
 /// A column: values plus an optional validity bitmap (bit set = present).
@@ -85,7 +89,8 @@ impl Column {
             Values::I64(v) => v.len(),
             Values::U64(v) => v.len(),
             Values::F64(v) => v.len(),
-            Values::Utf8(o, _) => o.len().saturating_sub(1),
+            Values::Bool(v) => v.len(),
+            Values::Utf8(o, _) | Values::ListF64(o, _) => o.len().saturating_sub(1),
         }
     }
 }
@@ -155,6 +160,43 @@ impl<T: Default> Nullable<T> {
 
 const TS: &str = "tsn:UTC";
 
+/// One side of a book as two `list<double>` columns (prices, sizes), level by level.
+struct Levels {
+    offsets: Vec<i32>,
+    prices: Vec<f64>,
+    sizes: Vec<f64>,
+}
+
+impl Levels {
+    fn new() -> Self {
+        Levels {
+            offsets: vec![0],
+            prices: Vec::new(),
+            sizes: Vec::new(),
+        }
+    }
+
+    fn push(&mut self, levels: &[crate::model::Level]) {
+        for &(p, q) in levels {
+            self.prices.push(p);
+            self.sizes.push(q);
+        }
+        self.offsets
+            .push(i32::try_from(self.prices.len()).unwrap_or(i32::MAX));
+    }
+
+    fn done(self, prices: &'static str, sizes: &'static str) -> [Column; 2] {
+        [
+            Column::new(
+                prices,
+                "+l",
+                Values::ListF64(self.offsets.clone(), self.prices),
+            ),
+            Column::new(sizes, "+l", Values::ListF64(self.offsets, self.sizes)),
+        ]
+    }
+}
+
 /// The columns of one message type, in a fixed order.
 #[derive(Clone)]
 pub struct Table {
@@ -180,9 +222,46 @@ fn recv<T>(items: &[(T, i64)]) -> Column {
     )
 }
 
-/// Splits a batch into one table per columnar type (`trade`, `quote`, `index`, `exrate`,
-/// `price_update`). Other messages and events are left to the object API.
+/// The table of one L2 book kind: keys, times, the best level of each side (null when the side
+/// is empty) and every level as `list<double>` columns.
+fn book_table(books: &[(&crate::model::Book, i64)]) -> Table {
+    let mut sym = Strs::new();
+    let mut best: [Nullable<f64>; 4] = std::array::from_fn(|_| Nullable::new());
+    let mut asks = Levels::new();
+    let mut bids = Levels::new();
+    for (b, _) in books {
+        sym.push(&b.symbol_id);
+        let (ask, bid) = (b.asks.first(), b.bids.first());
+        best[0].push(ask.map(|l| l.0));
+        best[1].push(ask.map(|l| l.1));
+        best[2].push(bid.map(|l| l.0));
+        best[3].push(bid.map(|l| l.1));
+        asks.push(&b.asks);
+        bids.push(&b.bids);
+    }
+    let mut columns = vec![
+        sym.done("symbol_id"),
+        col!(books, "sequence", "L", U64, |b| b.sequence),
+        col!(books, "time_exchange", TS, I64, |b| b.time_exchange),
+        col!(books, "time_coinapi", TS, I64, |b| b.time_coinapi),
+        col!(books, "is_snapshot", "b", Bool, |b| b.is_snapshot),
+    ];
+    columns.extend(
+        best.into_iter()
+            .zip(["ask_price", "ask_size", "bid_price", "bid_size"])
+            .map(|(c, n)| c.done(n, "g", Values::F64)),
+    );
+    columns.extend(asks.done("ask_prices", "ask_sizes"));
+    columns.extend(bids.done("bid_prices", "bid_sizes"));
+    columns.push(recv(books));
+    Table::new(columns)
+}
+
+/// Splits a batch into one table per columnar type (`trade`, `quote`, the L2 book kinds
+/// `book`/`book5`/`book20`/`book50`, `index`, `exrate`, `price_update`). Other messages and
+/// events are left to the object API.
 pub fn tables(items: &[Envelope]) -> Vec<(&'static str, Table)> {
+    let mut books: [Vec<(&crate::model::Book, i64)>; 4] = Default::default();
     let mut trades = Vec::new();
     let mut quotes = Vec::new();
     let mut index = Vec::new();
@@ -195,6 +274,7 @@ pub fn tables(items: &[Envelope]) -> Vec<(&'static str, Table)> {
             Msg::Index(i) => index.push((i, e.recv_ns)),
             Msg::Exrate(x) => exrates.push((x, e.recv_ns)),
             Msg::PriceUpdate(p) => prices.push((&**p, e.recv_ns)),
+            Msg::Book(b) => books[b.kind as usize].push((b, e.recv_ns)),
             _ => {}
         }
     }
@@ -318,6 +398,9 @@ pub fn tables(items: &[Envelope]) -> Vec<(&'static str, Table)> {
         columns.push(recv(&prices));
         out.push(("price_update", Table::new(columns)));
     }
+    for kind in books.iter().filter_map(|b| b.first()).map(|(b, _)| b.kind) {
+        out.push((kind.wire(), book_table(&books[kind as usize])));
+    }
     out
 }
 
@@ -334,11 +417,17 @@ impl Table {
             .columns
             .iter()
             .map(|c| {
+                let children = match c.values {
+                    Values::ListF64(..) => {
+                        vec![Box::into_raw(Box::new(schema("g", "item", 0, Vec::new())))]
+                    }
+                    _ => Vec::new(),
+                };
                 Box::into_raw(Box::new(schema(
                     c.format,
                     c.name,
                     if c.nullable { NULLABLE } else { 0 },
-                    Vec::new(),
+                    children,
                 )))
             })
             .collect();
@@ -460,13 +549,31 @@ fn array(
 fn column_array(c: Column) -> ArrowArray {
     let len = i64::try_from(c.len()).unwrap_or(i64::MAX);
     let validity = c.validity.map_or(Buffer::None, Buffer::Bytes);
+    let mut children = Vec::new();
     let buffers = match c.values {
         Values::I64(v) => vec![validity, Buffer::I64(v)],
         Values::U64(v) => vec![validity, Buffer::U64(v)],
         Values::F64(v) => vec![validity, Buffer::F64(v)],
+        Values::Bool(v) => {
+            let mut bits = vec![0u8; v.len().div_ceil(8)];
+            for (i, _) in v.iter().enumerate().filter(|(_, b)| **b) {
+                bits[i / 8] |= 1 << (i % 8);
+            }
+            vec![validity, Buffer::Bytes(bits)]
+        }
         Values::Utf8(offsets, data) => vec![validity, Buffer::I32(offsets), Buffer::Bytes(data)],
+        Values::ListF64(offsets, values) => {
+            let n = i64::try_from(values.len()).unwrap_or(i64::MAX);
+            children.push(Box::into_raw(Box::new(array(
+                n,
+                0,
+                vec![Buffer::None, Buffer::F64(values)],
+                Vec::new(),
+            ))));
+            vec![validity, Buffer::I32(offsets)]
+        }
     };
-    array(len, c.nulls, buffers, Vec::new())
+    array(len, c.nulls, buffers, children)
 }
 
 unsafe extern "C" fn release_array(a: *mut ArrowArray) {

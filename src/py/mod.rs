@@ -5,6 +5,7 @@ mod batch;
 mod errors;
 mod logs;
 mod messages;
+mod replay;
 mod simulator;
 mod stream;
 
@@ -36,5 +37,6 @@ pub fn register(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_class::<arrow::ArrowBatch>()?;
     stream::register(m)?;
     simulator::register(m)?;
+    replay::register(m)?;
     Ok(())
 }

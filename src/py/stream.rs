@@ -33,6 +33,8 @@ pub struct StreamCore {
     commands: mpsc::UnboundedSender<Command>,
     keys: Arc<Mutex<KeyCache>>,
     latency: Mutex<LatencyHistogram>,
+    /// How long a wait spins before it sleeps (`busy_poll`); zero: never spins.
+    busy_poll: Duration,
 }
 
 /// `tickwire.Stats`: a snapshot of a stream's counters.
@@ -114,6 +116,16 @@ impl StreamCore {
         for e in items {
             h.record_ns(now - e.recv_ns);
         }
+    }
+
+    /// With `busy_poll`, spins (GIL released) up to it, or up to `timeout` if shorter.
+    fn spin(&self, py: Python<'_>, timeout: Option<Duration>) -> Option<Pop> {
+        if self.busy_poll.is_zero() {
+            return None;
+        }
+        let limit = timeout.map_or(self.busy_poll, |t| t.min(self.busy_poll));
+        let q = &self.queue;
+        py.detach(|| q.spin_pop(limit))
     }
 
     /// Turns a pop into the Python-level answer: a batch, `True` (nothing yet) or `False`
@@ -211,7 +223,7 @@ impl StreamCore {
         index_ids, heartbeat, update_limit_ms_quote, update_limit_ms_book_snapshot,
         update_limit_ms_exrate, update_limit_ms_index, batch_size, queue_size, overflow,
         heartbeat_timeout, ping_timeout, connect_timeout, reconnect, compression,
-        max_message_size, ca_file, keep_raw))]
+        max_message_size, ca_file, keep_raw, busy_poll=0.0))]
     fn py_new(
         url: &str,
         protocol: &str,
@@ -242,7 +254,18 @@ impl StreamCore {
         max_message_size: usize,
         ca_file: Option<PathBuf>,
         keep_raw: bool,
+        busy_poll: f64,
     ) -> PyResult<Self> {
+        let busy_poll = match busy_poll {
+            0.0 => Duration::ZERO,
+            s if (0.0..=1.0).contains(&s) => Duration::from_secs_f64(s),
+            s => {
+                return Err(Error::Config(format!(
+                    "busy_poll must be between 0 and 1 second, not {s}"
+                ))
+                .into())
+            }
+        };
         let url = url::Url::parse(url)
             .map_err(|e| Error::Config(format!("invalid url: {e}")))
             .and_then(|u| match u.scheme() {
@@ -343,6 +366,7 @@ impl StreamCore {
             commands,
             keys: Arc::new(Mutex::new(KeyCache::default())),
             latency: Mutex::new(LatencyHistogram::default()),
+            busy_poll,
         })
     }
 
@@ -351,6 +375,9 @@ impl StreamCore {
     #[pyo3(signature = (timeout=None))]
     fn poll(&self, py: Python<'_>, timeout: Option<f64>) -> PyResult<Py<PyAny>> {
         let deadline = timeout.map(|t| std::time::Instant::now() + bounded(t));
+        if let Some(pop) = self.spin(py, timeout.map(bounded)) {
+            return self.answer(py, pop);
+        }
         loop {
             let slice = match deadline {
                 None => SIGNAL_SLICE,
@@ -375,6 +402,9 @@ impl StreamCore {
     /// A batch if one is ready; otherwise arms the wake-up fd and returns `True`
     /// (`False` at the end of the stream).
     fn poll_or_arm(&self, py: Python<'_>) -> PyResult<Py<PyAny>> {
+        if let Some(pop) = self.spin(py, None) {
+            return self.answer(py, pop);
+        }
         let pop = self.queue.pop_or_arm();
         self.answer(py, pop)
     }

@@ -37,6 +37,7 @@ pub(crate) mod fmt;
 pub(crate) mod market;
 pub(crate) mod moment;
 pub(crate) mod pump;
+pub mod replay;
 
 #[cfg(test)]
 mod tests;
