@@ -110,8 +110,7 @@ def test_book_columns_equal_the_objects(make_sim: Callable[..., Any]) -> None:
                 prices = rb.column(side[:-1] + "_prices").to_pylist()
                 sizes = rb.column(side[:-1] + "_sizes").to_pylist()
                 levels = [getattr(m, side) for m in rows]
-                assert [list(zip(p, q, strict=True)) for p, q in zip(prices, sizes, strict=True)] == [
-                    list(lv) for lv in levels
-                ]
+                pairs = [list(zip(p, q, strict=True)) for p, q in zip(prices, sizes, strict=True)]
+                assert pairs == [list(lv) for lv in levels]
             seen += rb.num_rows
     assert seen > 0

@@ -27,6 +27,7 @@ __all__ = [
     "ProtocolError",
     "Quote",
     "ReconnectNotice",
+    "ReplayServer",
     "ServerError",
     "SimStats",
     "Simulator",

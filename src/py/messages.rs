@@ -24,7 +24,7 @@ fn repr_of(obj: &Bound<'_, PyAny>, name: &str, fields: &[&str]) -> PyResult<Stri
 macro_rules! message_class {
     ($rust:ident, $name:literal, [$($field:ident : $ty:ty),* $(,)?]) => {
         #[doc = concat!("`tickwire.", $name, "`")]
-        #[pyclass(frozen, get_all, module = "tickwire._core", name = $name)]
+        #[pyclass(frozen, get_all, freelist = 4096, module = "tickwire._core", name = $name)]
         pub struct $rust {
             #[pyo3(name = "type")]
             pub type_: Py<PyString>,

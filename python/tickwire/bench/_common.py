@@ -52,6 +52,13 @@ PEERS: tuple[Peer, ...] = (
         ("tickwire",),
         ours=True,
     ),
+    Peer(
+        "tickwire-arrow",
+        "tickwire (columnar, batch.to_arrow())",
+        ("tickwire", "pyarrow"),
+        ("tickwire", "pyarrow"),
+        ours=True,
+    ),
     Peer("websockets-json", "websockets + json", ("websockets", "json"), ("websockets",)),
     Peer(
         "websockets-orjson",
@@ -71,6 +78,10 @@ PEERS: tuple[Peer, ...] = (
 )
 
 PEERS_BY_NAME: dict[str, Peer] = {p.name: p for p in PEERS}
+
+#: Clients that count whole batches (``len(batch)``): with ``--total`` they overshoot N to the
+#: end of a batch, so their message counts and checksums are not compared with the others.
+BATCH_COUNTED: frozenset[str] = frozenset({"tickwire-count", "tickwire-arrow"})
 
 
 def missing_modules(peer: Peer) -> list[str]:

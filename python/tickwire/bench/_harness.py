@@ -1,4 +1,4 @@
-"""Orchestration: one fresh simulator process and one client process per run, interleaved."""
+"""Orchestration: one fresh load server process and one client process per run, interleaved."""
 
 from __future__ import annotations
 
@@ -16,6 +16,7 @@ from dataclasses import dataclass, field
 from typing import IO, Any
 
 from ._common import (
+    BATCH_COUNTED,
     PEERS,
     PEERS_BY_NAME,
     Peer,
@@ -57,10 +58,24 @@ class Settings:
     notes: list[str] = field(default_factory=list)
     #: Leave runs with more other load than this out of the medians (still listed).
     max_other_load: float | None = None
+    #: ``sim`` (the bundled simulator) or ``replay`` (pre-rendered messages, repeated).
+    load: str = "sim"
+    #: tickwire clients negotiate permessage-deflate with the replay server.
+    compression: bool = False
 
     @property
     def paced(self) -> bool:
         return self.rate > 0
+
+    @property
+    def latency(self) -> bool:
+        """Whether latency is recorded: paced, against the simulator (the replay server's time
+        stamps repeat from pass to pass)."""
+        return self.paced and self.load == "sim"
+
+    @property
+    def server_name(self) -> str:
+        return "replay server" if self.load == "replay" else "simulator"
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -70,18 +85,24 @@ def build_parser() -> argparse.ArgumentParser:
         formatter_class=argparse.RawDescriptionHelpFormatter,
         description=(
             "Side-by-side: tickwire and installed peer WebSocket+JSON stacks against the bundled "
-            "simulator on 127.0.0.1, each client in its own process pinned to one CPU, the "
-            "simulator in its own process pinned to another. Runs are interleaved (A B C A B C "
-            "...); tables show medians over runs. Peers that are not installed are skipped."
+            "simulator (or the replay server, --load replay) on 127.0.0.1, each client in its "
+            "own process pinned to one CPU, the server in its own process pinned to another. "
+            "Runs are interleaved (A B C A B C ...); tables show medians over runs. Peers that "
+            "are not installed are skipped."
         ),
         epilog=(
             f"clients:\n{peer_lines}\n\n"
-            "Every client except tickwire-count parses each message, reads type, key, sequence\n"
-            "and a price, counts it and checks sequence gaps per (type, key).\n\n"
+            "Every client except tickwire-count and tickwire-arrow parses each message, reads\n"
+            "type, key, sequence and a price, counts it and checks sequence gaps per (type, key);\n"
+            "tickwire-arrow sums columns of batch.to_arrow() (core-checked gaps). Every client\n"
+            "samples its RSS each second (start -> end MB in the table of runs).\n\n"
             "examples:\n"
             "  python -m tickwire.bench --runs 3 --seconds 5         # full speed (rate 0)\n"
             "  python -m tickwire.bench --rate 10000 --json out.json  # paced: adds latency\n"
-            "  python -m tickwire.bench --total 500000 --peers tickwire,picows-orjson\n\n"
+            "  python -m tickwire.bench --total 500000 --peers tickwire,picows-orjson\n"
+            "  python -m tickwire.bench --load replay                # each client's own ceiling\n"
+            "  python -m tickwire.bench --load replay --compression --peers tickwire\n"
+            "  python -m tickwire.bench --seconds 120 --runs 1 --peers tickwire  # RSS flat?\n\n"
             "Exit codes: 0 every run valid, 1 some run invalid, 2 usage."
         ),
     )
@@ -94,10 +115,26 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--seconds", type=float, default=5.0, help="measured seconds per run (5)")
     p.add_argument("--warmup", type=float, default=1.0, help="seconds before measuring (1)")
     p.add_argument(
+        "--load",
+        choices=("sim", "replay"),
+        default="sim",
+        help="sim: the bundled simulator (generates as it goes; latency when paced); replay: "
+        "200,000 pre-rendered messages sent over and over, sequence numbers gap-free across "
+        "passes, several times faster than the simulator, so a client's own ceiling shows; its "
+        "time stamps repeat, so no latency is recorded with it (sim)",
+    )
+    p.add_argument(
         "--rate",
         type=int,
         default=0,
-        help="simulator events/s; 0 = as fast as the socket takes them (0); >0 adds latency",
+        help="simulator events/s (replay: messages/s); 0 = as fast as the socket takes them "
+        "(0); >0 adds latency percentiles with --load sim only",
+    )
+    p.add_argument(
+        "--compression",
+        action="store_true",
+        help="tickwire clients negotiate permessage-deflate; needs --load replay and only "
+        "tickwire clients (the peers here run uncompressed); the report adds wire B/msg",
     )
     p.add_argument(
         "--total",
@@ -199,6 +236,18 @@ def _server_util(server: dict[str, Any], window: Sequence[float] | None) -> floa
     return (c1 - c0) / (t1 - t0) if t1 > t0 else None
 
 
+def _wire(server: dict[str, Any]) -> dict[str, float]:
+    """Bytes per message the replay server wrote to the socket (frames, compressed or not) and
+    the JSON behind them, over the whole connection; nothing for the simulator."""
+    n = int(server.get("messages_sent") or 0)
+    if not n or server.get("wire_bytes") is None:
+        return {}
+    return {
+        "wire_bytes_per_msg": server["wire_bytes"] / n,
+        "payload_bytes_per_msg": server["payload_bytes"] / n,
+    }
+
+
 def _proc_stat() -> dict[int, tuple[float, float]]:
     """Per CPU: (busy seconds, stolen seconds) since boot, from ``/proc/stat``."""
     tick = os.sysconf("SC_CLK_TCK")
@@ -277,8 +326,11 @@ def run_once(s: Settings, peer: Peer) -> dict[str, Any]:
 
 
 def _run_once(s: Settings, peer: Peer, server_err: IO[bytes]) -> dict[str, Any]:
-    server_cmd = [s.python, "-m", "tickwire.bench.server", "--rate", str(s.rate)]
-    server_cmd += ["--symbols", str(s.symbols), "--max-seconds", str(s.timeout + 30)]
+    server_cmd = [s.python, "-m", "tickwire.bench.server", "--load", s.load]
+    server_cmd += ["--rate", str(s.rate), "--symbols", str(s.symbols)]
+    server_cmd += ["--max-seconds", str(s.timeout + 30)]
+    if s.compression:
+        server_cmd += ["--compression"]
     if s.server_cpu is not None:
         server_cmd += ["--cpu", str(s.server_cpu)]
     record: dict[str, Any] = {"peer": peer.name, "ok": False}
@@ -293,15 +345,17 @@ def _run_once(s: Settings, peer: Peer, server_err: IO[bytes]) -> dict[str, Any]:
             _stop(server, 5)
             server_err.seek(0)
             tail = server_err.read().decode(errors="replace").strip().splitlines()[-3:]
-            record["error"] = f"the simulator did not start: {tail}"
+            record["error"] = f"the {s.server_name} did not start: {tail}"
             return record
         url = json.loads(line)["url"]
         client_cmd = [s.python, "-m", "tickwire.bench.client", peer.name, url, str(s.seconds)]
         client_cmd += ["--warmup", str(s.warmup)]
         if s.total is not None:
             client_cmd += ["--total", str(s.total)]
-        if s.paced:
+        if s.latency:
             client_cmd += ["--latency"]
+        if s.compression:
+            client_cmd += ["--compression"]
         if s.client_cpu is not None:
             client_cmd += ["--cpu", str(s.client_cpu)]
         client = subprocess.Popen(client_cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
@@ -334,6 +388,7 @@ def _run_once(s: Settings, peer: Peer, server_err: IO[bytes]) -> dict[str, Any]:
             stats = json.loads(line)
             record["server"] = {k: v for k, v in stats.items() if k != "cpu_samples"}
             record["server_cpu_util"] = _server_util(stats, record.get("window_unix"))
+            record.update(_wire(stats))
         record["other_load"] = _other_load(s, stat, record)
     finally:
         _stop(server, 5)
@@ -364,10 +419,12 @@ def summarize(s: Settings, runs: list[dict[str, Any]]) -> list[dict[str, Any]]:
             row[key] = med(key)
         for key in ("vcsw_per_m", "ivcsw_per_m", "bytes_per_msg"):
             row[key] = med(key)
+        for key in ("wire_bytes_per_msg", "payload_bytes_per_msg", "rss_growth", "rss_end_mb"):
+            row[key] = med(key)
         rates = [float(r["msg_per_s"]) for r in good]
         row["msg_per_s_min"] = min(rates) if rates else None
         row["msg_per_s_max"] = max(rates) if rates else None
-        if s.paced:
+        if s.latency:
             lat: dict[str, float] = {}
             for q in ("p50", "p90", "p99", "p99.9", "max"):
                 vals = [float(r["latency_us"][q]) for r in good if r.get("latency_us")]
@@ -404,7 +461,7 @@ def summarize(s: Settings, runs: list[dict[str, Any]]) -> list[dict[str, Any]]:
 def _checksum_note(s: Settings, runs: list[dict[str, Any]]) -> str | None:
     if s.total is None:
         return None
-    objects = [r for r in runs if r.get("ok") and r["peer"] != "tickwire-count"]
+    objects = [r for r in runs if r.get("ok") and r["peer"] not in BATCH_COUNTED]
     sums = {repr(r.get("checksum")) for r in objects}
     counts = {r.get("total_messages") for r in objects}
     if len(sums) <= 1 and len(counts) <= 1:
@@ -424,9 +481,11 @@ def _rereport(paths: list[str], chart: str | None, max_other_load: float | None)
         with open(path, encoding="utf-8") as f:
             docs.append(json.load(f))
     st = docs[0]["settings"]
-    same = ("rate", "seconds", "warmup", "total", "symbols", "server_cpu", "client_cpu")
+    # load and compression: files from before these options ran the simulator, uncompressed.
+    defaults: dict[str, Any] = {"load": "sim", "compression": False}
+    same = ("rate", "seconds", "warmup", "total", "symbols", "server_cpu", "client_cpu", *defaults)
     for d in docs[1:]:
-        if any(d["settings"][k] != st[k] for k in same):
+        if any(d["settings"].get(k, defaults.get(k)) != st.get(k, defaults.get(k)) for k in same):
             raise SystemExit(f"--report: settings differ between files ({', '.join(same)})")
     runs: list[dict[str, Any]] = []
     rounds = 0
@@ -458,6 +517,8 @@ def _rereport(paths: list[str], chart: str | None, max_other_load: float | None)
         client_cpu=st["client_cpu"],
         timeout=0.0,
         max_other_load=max_other_load,
+        load=st.get("load", "sim"),
+        compression=st.get("compression", False),
     )
     return EXIT_OK if report(doc, s, chart) else EXIT_INVALID
 
@@ -465,6 +526,23 @@ def _rereport(paths: list[str], chart: str | None, max_other_load: float | None)
 def _progress(msg: str) -> None:
     sys.stderr.write(msg + "\n")
     sys.stderr.flush()
+
+
+def _check_load(
+    parser: argparse.ArgumentParser, args: argparse.Namespace, names: list[str]
+) -> None:
+    """``--compression`` needs the replay server (the simulator negotiates no deflate) and
+    tickwire clients only (the peers here cannot negotiate it)."""
+    if not args.compression:
+        return
+    if args.load != "replay":
+        parser.error("--compression needs --load replay: the simulator does not negotiate deflate")
+    others = [n for n in names if not PEERS_BY_NAME[n].ours]
+    if others:
+        parser.error(
+            f"--compression runs tickwire clients only; {', '.join(others)} cannot negotiate "
+            "permessage-deflate here (drop them from --peers)"
+        )
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -487,6 +565,7 @@ def main(argv: list[str] | None = None) -> int:
         parser.error("--runs >= 1, --seconds > 0, --warmup >= 0 and --rate >= 0 please")
     if args.total is not None and args.total < 2:
         parser.error("--total must be at least 2")
+    _check_load(parser, args, names)
 
     notes: list[str] = []
     peers: list[Peer] = []
@@ -530,7 +609,11 @@ def main(argv: list[str] | None = None) -> int:
         timeout=timeout,
         notes=notes,
         max_other_load=args.max_other_load,
+        load=args.load,
+        compression=args.compression,
     )
+    if s.load == "replay" and s.paced:
+        notes.append("paced replay: no latency recorded (the replay server's time stamps repeat)")
     info = machine()
     if any(p.ours for p in peers):
         info["tickwire_core"] = core_build()
@@ -554,6 +637,11 @@ def main(argv: list[str] | None = None) -> int:
                     f"[{i + 1}/{s.runs}] {peer.name:<26} {r['msg_per_s']:>11,.0f} msg/s  "
                     f"{r['cpu_per_m']:6.2f} CPU s/M msgs"
                     + (f"  p99 {r['latency_us']['p99']:,.0f} us" if r.get("latency_us") else "")
+                    + (
+                        f"  RSS {r['rss_start_mb']:.1f}->{r['rss_end_mb']:.1f} MB"
+                        if r.get("rss_end_mb") is not None
+                        else ""
+                    )
                 )
             else:
                 _progress(f"[{i + 1}/{s.runs}] {peer.name:<26} INVALID: {r.get('error')}")
@@ -574,6 +662,8 @@ def main(argv: list[str] | None = None) -> int:
             "symbols": s.symbols,
             "server_cpu": s.server_cpu,
             "client_cpu": s.client_cpu,
+            "load": s.load,
+            "compression": s.compression,
         },
         "machine": info,
         "versions": versions,
@@ -597,7 +687,7 @@ def report(doc: dict[str, Any], s: Settings, chart: str | None) -> bool:
     if noisy:
         notes.append(
             f"{len(noisy)} of {len(runs)} runs had other load >= {NOISY:.0%} of the client's CPU "
-            "(or of the simulator's, when it needed it), from other processes or hypervisor "
+            f"(or of the {s.server_name}'s, when it needed it), from other processes or hypervisor "
             "steal: "
             + ", ".join(f"{r['peer']} round {r['round']} ({other_load(r):.0%})" for r in noisy)
             + "; their numbers are less trustworthy"

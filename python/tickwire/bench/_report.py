@@ -12,7 +12,7 @@ if TYPE_CHECKING:
 
 __all__ = ["render", "write_chart"]
 
-#: A run whose simulator used at least this share of its CPU was limited by the simulator.
+#: A run whose load server used at least this share of its CPU was limited by the server.
 SIM_BOUND = 0.95
 
 
@@ -51,6 +51,15 @@ def _noise_cell(r: dict[str, Any]) -> str:
     return f"{_pct(r['other_load_median'])} ({_pct(r['other_load_worst'])})"
 
 
+def _rss(r: dict[str, Any]) -> str:
+    """RSS at the start and the end of the measured window, and the growth."""
+    a, b = r.get("rss_start_mb"), r.get("rss_end_mb")
+    if a is None or b is None:
+        return "-"
+    growth = r.get("rss_growth")
+    return f"{a:.1f}→{b:.1f}" + (f" ({100 * growth:+.1f}%)" if growth is not None else "")
+
+
 def _table(head: list[str], rows: list[list[str]], right: set[int]) -> list[str]:
     align = ["---:" if i in right else ":---" for i in range(len(head))]
     lines = ["| " + " | ".join(head) + " |", "|" + "|".join(align) + "|"]
@@ -68,11 +77,15 @@ def render(
     command: str,
 ) -> str:
     """The whole report: context, the summary table, every run, notes."""
+    sim = "sim" if s.load == "sim" else "replay"
+    unit = "simulator events/s" if s.load == "sim" else "replay messages/s"
     mode = (
-        f"paced at {s.rate:,} simulator events/s"
+        f"paced at {s.rate:,} {unit}"
         if s.paced
-        else "full speed (simulator rate 0: as fast as the socket takes it)"
+        else f"full speed ({s.server_name} rate 0: as fast as the socket takes it)"
     )
+    if s.load == "replay":
+        mode += ", replay load" + (" (permessage-deflate)" if s.compression else "")
     span = (
         f"first {s.total:,} messages per run"
         if s.total is not None
@@ -81,7 +94,7 @@ def render(
     pin = (
         "not pinned"
         if s.client_cpu is None
-        else f"simulator on CPU {s.server_cpu}, every client on CPU {s.client_cpu}"
+        else f"{s.server_name} on CPU {s.server_cpu}, every client on CPU {s.client_cpu}"
     )
     out = [
         f"## tickwire bench: {mode}",
@@ -94,7 +107,14 @@ def render(
             if s.max_other_load is not None
             else ""
         ),
-        f"- {pin}; subscription trade+quote+book5+index, {s.symbols} symbols",
+        f"- {pin}; subscription trade+quote+book5+index, {s.symbols} symbols"
+        + (
+            "; replay server: 200,000 pre-rendered messages repeated, sequences gap-free "
+            "across passes, time stamps repeating (no latency)"
+            if s.load == "replay"
+            else ""
+        )
+        + ("; tickwire clients negotiate permessage-deflate" if s.compression else ""),
         f"- machine: {info['nproc']} CPUs ({info['cpu_model']}), Python {info['python']}, "
         f"load average at start {info['loadavg_start'][0]:.2f}",
         "- versions: " + ", ".join(f"{k} {v}" for k, v in sorted(versions.items())),
@@ -107,20 +127,22 @@ def render(
             f"modified {core['mtime']}, sha256 {core['sha256']}...)"
         )
     out.append("")
-    right = set(range(1, 12))
+    right = set(range(1, 13))
+    wire = any(r.get("wire_bytes_per_msg") is not None for r in rows)
     best_rate = next((r["best_peer_rate"] for r in rows if r["best_peer_rate"]), None)
     best_cpu = next((r["best_peer_cpu"] for r in rows if r["best_peer_cpu"]), None)
     table: list[list[str]] = []
-    if not s.paced:
+    if not s.latency:
         head = [
             "client",
             "msg/s",
             "min-max msg/s",
             "MB/s",
+            *(["wire B/msg"] if wire else []),
             "CPU s / M msgs",
             "client CPU",
-            "sim CPU",
-            f"msg/s ÷ best peer ({best_rate})",
+            f"{sim} CPU",
+            "msg/s ÷ best peer" + (f" ({best_rate})" if best_rate else ""),
             "other load",
             "valid runs",
         ]
@@ -132,6 +154,7 @@ def render(
                     _num(r["msg_per_s"]) + (" *" if bound else ""),
                     f"{_num(r['msg_per_s_min'])}-{_num(r['msg_per_s_max'])}",
                     _num(r["mb_per_s"], ".1f"),
+                    *([_num(r.get("wire_bytes_per_msg"), ".1f")] if wire else []),
                     _num(r["cpu_per_m"], ".2f"),
                     _pct(r["cpu_util"]),
                     _pct(r["server_cpu_util"]),
@@ -151,7 +174,7 @@ def render(
             "p99 µs",
             "p99.9 µs",
             "max µs",
-            f"CPU ÷ best peer ({best_cpu})",
+            "CPU ÷ best peer" + (f" ({best_cpu})" if best_cpu else ""),
             "other load",
             "valid runs",
         ]
@@ -170,22 +193,30 @@ def render(
                 ]
             )
     out += _table(head, table, right)
-    if not s.paced and any((r["server_cpu_util"] or 0.0) >= SIM_BOUND for r in rows):
+    if not s.latency and any((r["server_cpu_util"] or 0.0) >= SIM_BOUND for r in rows):
         out += [
             "",
-            f"\\* the simulator used >= {SIM_BOUND:.0%} of its CPU: this client was not the "
+            f"\\* the {s.server_name} used >= {SIM_BOUND:.0%} of its CPU: this client was not the "
             "bottleneck, so its msg/s is a lower bound (see its CPU s / M msgs instead).",
         ]
     out += [
         "",
         "CPU = the process's own user+system time, all threads (getrusage), during the measured "
-        "window; `client CPU` / `sim CPU` = share of one CPU used in that window; `other load` = "
-        "share of the client's CPU (or of the simulator's, when it was near saturation) used by "
-        "anything else in that window (median over runs, worst in brackets)"
+        f"window; `client CPU` / `{sim} CPU` = share of one CPU used in that window; `other "
+        f"load` = share of the client's CPU (or of the {s.server_name}'s, when it was near "
+        "saturation) used by anything else in that window (median over runs, worst in brackets)"
+        + (
+            "; `wire B/msg` = bytes the replay server wrote to the socket per message (frames, "
+            "after compression), over the whole connection"
+            if wire
+            else ""
+        )
+        + "; `RSS MB` = the client's resident set size at the start and the end of the "
+        "measured window (sampled every second in between; JSON `rss_samples`)"
         + (
             "; latency = receive wall clock (`time.time_ns()` when the client has the parsed "
             "message) - the simulator's `time_coinapi` stamp (taken at generation)."
-            if s.paced
+            if s.latency
             else "."
         ),
         "",
@@ -203,16 +234,18 @@ def render(
                 _num(r.get("cpu_per_m"), ".2f"),
                 _pct(r.get("server_cpu_util")),
                 _run_noise(r),
-                *([_num(lat.get("p99"))] if s.paced else []),
+                *([_num(lat.get("p99"))] if s.latency else []),
+                _rss(r),
                 str(r.get("gaps", "-")),
                 _num(r.get("total_messages")),
                 _num(r.get("checksum"), ".6f") if r.get("checksum") else "-",
                 _status(s, r),
             ]
         )
-    dhead = ["round", "client", "msg/s", "CPU s / M", "sim CPU", "other load c/s"]
-    dhead += ["p99 µs"] if s.paced else []
-    dhead += ["gaps", "messages counted", "checksum (Σ trade prices)", "status"]
+    dhead = ["round", "client", "msg/s", "CPU s / M", f"{sim} CPU", "other load c/s"]
+    dhead += ["p99 µs"] if s.latency else []
+    dhead += ["RSS MB start→end", "gaps", "messages counted", "checksum (Σ trade prices)"]
+    dhead += ["status"]
     out += _table(dhead, detail, set(range(2, len(dhead) - 1)))
     failed = [r for r in rows if r["errors"]]
     if notes or failed:
@@ -239,7 +272,7 @@ def write_chart(s: Settings, rows: list[dict[str, Any]], path: str) -> str:
     colors = ["tab:orange" if r["ours"] else "tab:blue" for r in rows]
     fig, axes = plt.subplots(1, 2, figsize=(13, 0.45 * len(rows) + 1.8))
     left, right = axes
-    if not s.paced:
+    if not s.latency:
         rate = [r["msg_per_s"] / 1e3 for r in rows]
         err = [
             [(r["msg_per_s"] - r["msg_per_s_min"]) / 1e3 for r in rows],
@@ -247,7 +280,9 @@ def write_chart(s: Settings, rows: list[dict[str, Any]], path: str) -> str:
         ]
         left.barh(labels, rate, xerr=err, color=colors)
         left.set_xlabel("thousand messages/s (median, min-max); higher is better")
-        title = "full speed"
+        title = f"paced at {s.rate:,}/s" if s.paced else "full speed"
+        if s.load == "replay":
+            title += ", replay load" + (", deflate" if s.compression else "")
     else:
         qs = ("p50", "p99", "p99.9")
         height = 0.8 / len(qs)

@@ -3,7 +3,8 @@
 It connects with one stack (tickwire or a peer), subscribes to trade, quote, book5 and index,
 does the same per-message work as every other client, and prints one JSON line of results.
 
-The per-message work, identical for every client except ``tickwire-count``:
+The per-message work, identical for every client except ``tickwire-count`` and
+``tickwire-arrow``:
 
 * parse the frame (the peer's JSON parser; tickwire parses in Rust),
 * read ``type``, the key (``symbol_id``, or ``index_id`` for index), ``sequence`` and a price
@@ -12,6 +13,15 @@ The per-message work, identical for every client except ``tickwire-count``:
 * add trade prices to a checksum,
 * with ``--latency``: read ``time_coinapi`` (peers parse the ISO string; tickwire has it as int
   ns already) and record ``time.time_ns() - time_coinapi``.
+
+``tickwire-count`` only counts ``len(batch)``. ``tickwire-arrow`` does the work per batch, not per
+message: ``batch.to_arrow()``, the sum of the trade ``price`` column into the checksum and of the
+quote/book5 best ask and index ``value`` columns into ``column_sum`` (pyarrow.compute); its
+sequence gaps are the ones the Rust core counted (``stream.stats().gaps``).
+
+Memory: the resident set size (``/proc/self/statm``) is read at the start mark, every second
+during the measurement and at the end mark (``rss_start_mb``, ``rss_end_mb``, ``rss_growth``,
+``rss_samples``).
 
 Measurement: ``--warmup`` seconds after the subscription, then ``SECONDS`` measured (a timer
 thread takes both snapshots), or with ``--total N`` from the first data message to the N-th.
@@ -71,6 +81,21 @@ def iso_ns(s: str) -> int:
     return ns
 
 
+# -- memory --------------------------------------------------------------------------------------
+
+_PAGE = os.sysconf("SC_PAGE_SIZE") if hasattr(os, "sysconf") else 4096
+
+
+def rss_mb() -> float:
+    """This process's resident set size in MiB (``/proc/self/statm``); NaN off Linux."""
+    try:
+        with open("/proc/self/statm", "rb") as f:
+            resident = int(f.read().split()[1])
+    except (OSError, IndexError, ValueError):
+        return float("nan")
+    return resident * _PAGE / 2**20
+
+
 # -- the per-message work ------------------------------------------------------------------------
 
 
@@ -86,6 +111,7 @@ class Mark:
     messages: int
     nbytes: int
     nlat: int
+    rss_mb: float
 
 
 class Tally:
@@ -103,6 +129,7 @@ class Tally:
         "messages",
         "nbytes",
         "other",
+        "rss",
         "start",
         "stop",
         "threads",
@@ -119,6 +146,8 @@ class Tally:
         self.checksum = 0.0
         self.last: dict[tuple[str, str], int] = {}
         self.lat = array("q")
+        #: (perf_counter, RSS MiB): at both marks and every second between them.
+        self.rss: list[tuple[float, float]] = []
         self.limit = limit
         # With a total, `data` calls `_triggered` at message 1 (start) and at `limit` (end);
         # -1 never matches, so the duration mode pays the same single comparison.
@@ -162,7 +191,7 @@ class Tally:
 
     def mark(self) -> Mark:
         ru = resource.getrusage(resource.RUSAGE_SELF)
-        return Mark(
+        m = Mark(
             perf=time.perf_counter(),
             unix=time.time(),
             cpu=ru.ru_utime + ru.ru_stime,
@@ -171,7 +200,14 @@ class Tally:
             messages=self.messages,
             nbytes=self.nbytes,
             nlat=len(self.lat),
+            rss_mb=rss_mb(),
         )
+        self.rss.append((m.perf, m.rss_mb))
+        return m
+
+    def sample_rss(self) -> None:
+        """One RSS sample between the marks (from the clock thread)."""
+        self.rss.append((time.perf_counter(), rss_mb()))
 
     def _triggered(self) -> None:
         if self.start is None:
@@ -191,7 +227,8 @@ class Tally:
 
 class Clock:
     """Duration mode: a thread takes the start mark after the warm-up and the end mark after
-    the measured seconds, then sets ``tally.stop``. Receive loops check only ``tally.stop``."""
+    the measured seconds, then sets ``tally.stop``. Receive loops check only ``tally.stop``.
+    In both modes the thread samples the RSS every second between the marks."""
 
     def __init__(self, tally: Tally, warmup: float, seconds: float | None) -> None:
         self._tally = tally
@@ -202,22 +239,30 @@ class Clock:
 
     def begin(self) -> None:
         """Called once the subscription is sent."""
-        if self._seconds is not None:
-            self._thread.start()
+        self._thread.start()
 
     def cancel(self) -> None:
         self._cancel.set()
 
     def _run(self) -> None:
-        assert self._seconds is not None
+        tally = self._tally
+        if self._seconds is None:  # --total: the receive loop takes the marks
+            while not self._cancel.wait(1.0) and tally.end is None:
+                if tally.start is not None:
+                    tally.sample_rss()
+            return
         if self._cancel.wait(self._warmup):
             return
-        self._tally.start = self._tally.mark()
-        if self._cancel.wait(self._seconds):
-            return
-        self._tally.end = self._tally.mark()
-        self._tally.threads = thread_cpus()
-        self._tally.stop = True
+        tally.start = tally.mark()
+        deadline = tally.start.perf + self._seconds
+        while (left := deadline - time.perf_counter()) > 0:
+            if self._cancel.wait(min(1.0, left)):
+                return
+            if time.perf_counter() < deadline:
+                tally.sample_rss()
+        tally.end = tally.mark()
+        tally.threads = thread_cpus()
+        tally.stop = True
 
 
 # -- handlers: one frame or message -> Tally ----------------------------------------------------
@@ -306,6 +351,8 @@ class Run:
     clock: Clock
     latency: bool
     cpu: int | None
+    #: tickwire clients offer permessage-deflate (``--compression``).
+    compression: bool = False
 
 
 def _loads(parser: str) -> Callable[[Any], Any]:
@@ -322,9 +369,10 @@ def run_tickwire(run: Run, *, count_only: bool) -> dict[str, Any]:
 
     tally = run.tally
     feed = tw.CoinAPI(url=run.url, data_types=DATA_TYPES, heartbeat=False)
-    # The simulator negotiates no permessage-deflate and no peer asks for it; reconnect=None so
-    # a dropped connection ends the run instead of being papered over.
-    with tw.connect(feed, reconnect=None, compression=False) as s:
+    # Deflate only with --compression (against the replay server; the simulator negotiates none
+    # and no peer asks for it); reconnect=None so a dropped connection ends the run instead of
+    # being papered over.
+    with tw.connect(feed, reconnect=None, compression=run.compression) as s:
         pin_process(run.cpu)
         run.clock.begin()
         if count_only:
@@ -341,7 +389,10 @@ def run_tickwire(run: Run, *, count_only: bool) -> dict[str, Any]:
                         break
                 if tally.stop:
                     break
-        return _tickwire_stats(s.stats())
+        out = _tickwire_stats(s.stats())
+    if count_only:
+        tally.gaps = int(out["core_gaps"])  # Python never looked: the core's check counts
+    return out
 
 
 def tickwire_handler(tally: Tally, latency: bool) -> Callable[[Any], None]:
@@ -376,7 +427,7 @@ async def run_tickwire_async(run: Run) -> dict[str, Any]:
     tally = run.tally
     feed = tw.CoinAPI(url=run.url, data_types=DATA_TYPES, heartbeat=False)
     handle = tickwire_handler(tally, run.latency)
-    async with tw.connect(feed, reconnect=None, compression=False) as s:
+    async with tw.connect(feed, reconnect=None, compression=run.compression) as s:
         pin_process(run.cpu)
         run.clock.begin()
         async for batch in s:
@@ -387,6 +438,49 @@ async def run_tickwire_async(run: Run) -> dict[str, Any]:
             if tally.stop:
                 break
         return _tickwire_stats(s.stats())
+
+
+def run_tickwire_arrow(run: Run) -> dict[str, Any]:
+    """Columnar: per batch, ``to_arrow()`` and column sums in pyarrow; no per-message Python.
+
+    Counts ``len(batch)`` (like ``tickwire-count``, so with ``--total`` it stops at the end of
+    the batch that reaches N); the sequence check is the core's (``stats().gaps``)."""
+    # Optional (a peer-side dependency); untyped where installed, absent elsewhere.
+    import pyarrow as pa  # type: ignore[import-untyped, import-not-found, unused-ignore]
+    import pyarrow.compute as pc  # type: ignore[import-untyped, import-not-found, unused-ignore]
+
+    import tickwire as tw
+
+    tally = run.tally
+    record_batch, total = pa.record_batch, pc.sum
+
+    def column_sum(table: Any, column: str) -> float:
+        value = total(record_batch(table).column(column)).as_py()
+        return float(value) if value is not None else 0.0
+
+    # Best ask of quotes and book5, index values: summed so the columns are really read.
+    others = (("quote", "ask_price"), ("book5", "ask_price"), ("index", "value"))
+    other_sum = 0.0
+    feed = tw.CoinAPI(url=run.url, data_types=DATA_TYPES, heartbeat=False)
+    with tw.connect(feed, reconnect=None, compression=run.compression) as s:
+        pin_process(run.cpu)
+        run.clock.begin()
+        for batch in s:
+            tables = batch.to_arrow()
+            trade = tables.get("trade")
+            if trade is not None:
+                tally.checksum += column_sum(trade, "price")
+            for name, column in others:
+                table = tables.get(name)
+                if table is not None:
+                    other_sum += column_sum(table, column)
+            tally.count(len(batch))
+            if tally.stop:
+                break
+        out = _tickwire_stats(s.stats())
+    tally.gaps = int(out["core_gaps"])
+    out["column_sum"] = other_sum
+    return out
 
 
 def _tickwire_stats(st: Any) -> dict[str, Any]:
@@ -526,6 +620,8 @@ def run_peer(name: str, run: Run) -> dict[str, Any]:
         return run_tickwire(run, count_only=False)
     if name == "tickwire-count":
         return run_tickwire(run, count_only=True)
+    if name == "tickwire-arrow":
+        return run_tickwire_arrow(run)
     if name == "tickwire-async":
         return asyncio.run(run_tickwire_async(run))
     if name == "websockets-json":
@@ -559,6 +655,7 @@ def results(name: str, tally: Tally, extra: dict[str, Any], latency: bool) -> di
         checksum=tally.checksum,
     )
     out.update(extra)
+    out.update(_memory(tally))
     if start is None or end is None:
         out["error"] = (
             "the stream ended before the measurement did"
@@ -602,17 +699,44 @@ def results(name: str, tally: Tally, extra: dict[str, Any], latency: bool) -> di
     return out
 
 
+def _memory(tally: Tally) -> dict[str, Any]:
+    """RSS at the marks, its growth over the window, and every sample (seconds from the start
+    mark, MiB)."""
+    start, end = tally.start, tally.end
+    if start is None:
+        return {}
+    last = end.perf if end is not None else float("inf")
+    samples = sorted(x for x in tally.rss if start.perf <= x[0] <= last)
+    out: dict[str, Any] = {
+        "rss_start_mb": start.rss_mb,
+        "rss_samples": [[round(t - start.perf, 3), round(mb, 2)] for t, mb in samples],
+    }
+    if end is not None:
+        out["rss_end_mb"] = end.rss_mb
+        out["rss_growth"] = end.rss_mb / start.rss_mb - 1 if start.rss_mb > 0 else float("nan")
+    return out
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
         prog="python -m tickwire.bench.client",
         description="One benchmark client; prints one JSON line of results.",
     )
     p.add_argument("peer", choices=sorted(PEERS_BY_NAME))
-    p.add_argument("url", help="the simulator's CoinAPI URL (ws://127.0.0.1:PORT/v1/)")
+    p.add_argument("url", help="the load server's CoinAPI URL (ws://127.0.0.1:PORT/v1/)")
     p.add_argument("seconds", type=float, help="measured seconds (ignored with --total)")
     p.add_argument("--warmup", type=float, default=1.0, help="seconds before measuring (1)")
     p.add_argument("--total", type=int, help="measure from the first data message to the N-th")
-    p.add_argument("--latency", action="store_true", help="record time_coinapi -> receive")
+    p.add_argument(
+        "--latency",
+        action="store_true",
+        help="record time_coinapi -> receive (simulator only: the replay server's stamps repeat)",
+    )
+    p.add_argument(
+        "--compression",
+        action="store_true",
+        help="tickwire clients offer permessage-deflate (peers do not support it here)",
+    )
     p.add_argument("--cpu", type=int, help="pin every thread of this process to this CPU")
     return p
 
@@ -622,8 +746,10 @@ def main(argv: list[str] | None = None) -> int:
     pin_process(args.cpu)
     tally = Tally(args.total)
     clock = Clock(tally, args.warmup, None if args.total is not None else args.seconds)
-    run = Run(args.url, tally, clock, args.latency, args.cpu)
+    run = Run(args.url, tally, clock, args.latency, args.cpu, args.compression)
     peer = PEERS_BY_NAME[args.peer]
+    if args.compression and not peer.ours:
+        build_parser().error(f"--compression: {args.peer} cannot negotiate permessage-deflate")
     error: str | None = None
     extra: dict[str, Any] = {}
     try:
