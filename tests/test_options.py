@@ -5,6 +5,9 @@ from __future__ import annotations
 
 import asyncio
 import math
+import os
+import subprocess
+import sys
 import time
 from collections.abc import Callable
 from typing import Any
@@ -101,3 +104,26 @@ def test_busy_poll_never_outlasts_the_timeout(make_sim: Callable[..., Any]) -> N
         t0 = time.monotonic()
         assert s.next_batch(timeout=0.05) is None
         assert time.monotonic() - t0 < 0.5  # the 1 s spin was cut to the 0.05 s timeout
+
+
+@pytest.mark.timeout(60)
+def test_one_io_thread_streams(make_sim: Callable[..., Any]) -> None:
+    # The runtime is made once per process, so the setting is tried in a fresh interpreter.
+    sim = make_sim(rate=2_000, symbols=5)
+    code = (
+        "import sys, tickwire as tw\n"
+        "feed = tw.CoinAPI(url=sys.argv[1], data_types=('trade',), heartbeat=False)\n"
+        "with tw.connect(feed) as s:\n"
+        "    n = 0\n"
+        "    while n < 100:\n"
+        "        n += len(s.next_batch(timeout=5.0))\n"
+        "    print(n, s.stats().gaps)\n"
+    )
+    env = {**os.environ, "TICKWIRE_IO_THREADS": "1"}
+    out = subprocess.run(
+        [sys.executable, "-c", code, sim.url], env=env, capture_output=True, text=True, timeout=30
+    )
+    assert out.returncode == 0, out.stderr
+    n, gaps = map(int, out.stdout.split())
+    assert n >= 100
+    assert gaps == 0

@@ -19,12 +19,21 @@ pub(crate) fn runtime() -> &'static tokio::runtime::Runtime {
     static RT: OnceLock<tokio::runtime::Runtime> = OnceLock::new();
     RT.get_or_init(|| {
         tokio::runtime::Builder::new_multi_thread()
-            .worker_threads(2)
+            .worker_threads(io_threads())
             .thread_name("tickwire-io")
             .enable_all()
             .build()
             .expect("tickwire: cannot start the I/O runtime")
     })
+}
+
+/// `TICKWIRE_IO_THREADS` (1-16), else 2.
+fn io_threads() -> usize {
+    std::env::var("TICKWIRE_IO_THREADS")
+        .ok()
+        .and_then(|v| v.parse::<usize>().ok())
+        .filter(|n| (1..=16).contains(n))
+        .unwrap_or(2)
 }
 
 /// Registers every class, exception and function on `tickwire._core`.
