@@ -27,13 +27,18 @@ pub(crate) fn runtime() -> &'static tokio::runtime::Runtime {
     })
 }
 
-/// `TICKWIRE_IO_THREADS` (1-16), else 2.
+/// `TICKWIRE_IO_THREADS` (1-16), else 2; a value out of range is logged and ignored.
 fn io_threads() -> usize {
-    std::env::var("TICKWIRE_IO_THREADS")
-        .ok()
-        .and_then(|v| v.parse::<usize>().ok())
-        .filter(|n| (1..=16).contains(n))
-        .unwrap_or(2)
+    let Ok(v) = std::env::var("TICKWIRE_IO_THREADS") else {
+        return 2;
+    };
+    match v.trim().parse::<usize>() {
+        Ok(n) if (1..=16).contains(&n) => n,
+        _ => {
+            log::warn!("TICKWIRE_IO_THREADS={v:?} is not a number from 1 to 16; using 2");
+            2
+        }
+    }
 }
 
 /// Registers every class, exception and function on `tickwire._core`.

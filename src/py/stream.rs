@@ -374,8 +374,9 @@ impl StreamCore {
     /// Returns a `Batch`, `True` when nothing came in time, `False` at the end of the stream.
     #[pyo3(signature = (timeout=None))]
     fn poll(&self, py: Python<'_>, timeout: Option<f64>) -> PyResult<Py<PyAny>> {
-        let deadline = timeout.map(|t| std::time::Instant::now() + bounded(t));
-        if let Some(pop) = self.spin(py, timeout.map(bounded)) {
+        let wait = timeout.map(bounded);
+        let deadline = wait.map(|w| std::time::Instant::now() + w);
+        if let Some(pop) = self.spin(py, wait) {
             return self.answer(py, pop);
         }
         loop {

@@ -423,6 +423,19 @@ fn loopback_ip(host: &str) -> std::io::Result<IpAddr> {
     }
 }
 
+/// Binds `host:port` (loopback only; port 0 = ephemeral) as a listener on `handle`'s runtime.
+fn bind_loopback(
+    handle: &tokio::runtime::Handle,
+    host: &str,
+    port: u16,
+) -> std::io::Result<(TcpListener, SocketAddr)> {
+    let std_listener = std::net::TcpListener::bind((loopback_ip(host)?, port))?;
+    std_listener.set_nonblocking(true)?;
+    let addr = std_listener.local_addr()?;
+    let _guard = handle.enter();
+    Ok((TcpListener::from_std(std_listener)?, addr))
+}
+
 impl SimServer {
     /// Binds `host:port` (port 0 = ephemeral), spawns the server on `handle` and returns once
     /// it is listening.
@@ -445,14 +458,7 @@ impl SimServer {
         config: SimConfig,
         tuning: Tuning,
     ) -> std::io::Result<SimServer> {
-        let ip = loopback_ip(host)?;
-        let std_listener = std::net::TcpListener::bind((ip, port))?;
-        std_listener.set_nonblocking(true)?;
-        let addr = std_listener.local_addr()?;
-        let listener = {
-            let _guard = handle.enter();
-            TcpListener::from_std(std_listener)?
-        };
+        let (listener, addr) = bind_loopback(handle, host, port)?;
         let shared = Arc::new(Shared::new(config, tuning));
         handle.spawn(accept_loop(shared.clone(), listener));
         let seed = shared.config.seed;

@@ -189,14 +189,7 @@ impl ReplayServer {
         port: u16,
         config: ReplayConfig,
     ) -> std::io::Result<ReplayServer> {
-        let ip = super::loopback_ip(host)?;
-        let std_listener = std::net::TcpListener::bind((ip, port))?;
-        std_listener.set_nonblocking(true)?;
-        let addr = std_listener.local_addr()?;
-        let listener = {
-            let _guard = handle.enter();
-            TcpListener::from_std(std_listener)?
-        };
+        let (listener, addr) = super::bind_loopback(handle, host, port)?;
         let template = Arc::new(Template::render(&config));
         let stats = Arc::new(ReplayStats::default());
         let (shutdown, rx) = watch::channel(false);
@@ -415,6 +408,7 @@ async fn serve(
 
     let mut frames = template.frames.clone();
     let mut out: Vec<u8> = Vec::with_capacity(CHUNK + 4096);
+    let mut scratch: Vec<u8> = Vec::with_capacity(1024);
     let mut compressor = deflate.then(|| Compress::new(Compression::fast(), false));
     // Pacing: messages per 1 ms tick; 0 = no pacing.
     let per_tick = if config.rate > 0 {
@@ -458,7 +452,7 @@ async fn serve(
             payload += (end - body) as u64;
             match compressor.as_mut() {
                 None => out.extend_from_slice(&frames[start..end]),
-                Some(c) => compress_frame(c, &frames[body..end], &mut out)?,
+                Some(c) => compress_frame(c, &frames[body..end], &mut scratch, &mut out)?,
             }
             sent += 1;
             i += 1;
@@ -484,23 +478,27 @@ async fn serve(
 }
 
 /// Appends `payload` as one compressed text frame (RFC 7692: a sync flush, its trailing
-/// `00 00 ff ff` left off, RSV1 set).
-fn compress_frame(c: &mut Compress, payload: &[u8], out: &mut Vec<u8>) -> std::io::Result<()> {
-    let mut body: Vec<u8> = Vec::with_capacity(payload.len() + 64);
+/// `00 00 ff ff` left off, RSV1 set); `body` is scratch space, reused across messages.
+fn compress_frame(
+    c: &mut Compress,
+    payload: &[u8],
+    body: &mut Vec<u8>,
+    out: &mut Vec<u8>,
+) -> std::io::Result<()> {
+    body.clear();
     let before_in = c.total_in();
     loop {
         let consumed = (c.total_in() - before_in) as usize;
         body.reserve(256);
-        c.compress_vec(&payload[consumed..], &mut body, FlushCompress::Sync)
+        c.compress_vec(&payload[consumed..], body, FlushCompress::Sync)
             .map_err(std::io::Error::other)?;
         let done = (c.total_in() - before_in) as usize == payload.len();
         if done && body.ends_with(&[0, 0, 0xff, 0xff]) {
             break;
         }
     }
-    body.truncate(body.len() - 4);
-    frame_header(out, 0x1, true, body.len());
-    out.extend_from_slice(&body);
+    frame_header(out, 0x1, true, body.len() - 4);
+    out.extend_from_slice(&body[..body.len() - 4]);
     Ok(())
 }
 
@@ -568,7 +566,7 @@ mod tests {
             b"{\"type\":\"trade\",\"x\":1}",
         ] {
             let mut out = Vec::new();
-            compress_frame(&mut c, text, &mut out).expect("compress");
+            compress_frame(&mut c, text, &mut Vec::new(), &mut out).expect("compress");
             assert_eq!(out[0], 0xC1);
             let mut body = out[2..].to_vec();
             body.extend_from_slice(&[0, 0, 0xff, 0xff]);
