@@ -89,6 +89,9 @@ pub struct Queue {
     batch_size: usize,
     overflow: Overflow,
     wake: Option<WakePipe>,
+    /// Wakes `pop_async` (the pyo3-async-runtimes comparison build only).
+    #[cfg(feature = "async-runtimes")]
+    ready_async: Notify,
     pub stats: Stats,
 }
 
@@ -107,6 +110,8 @@ impl Queue {
             batch_size: batch_size.max(1),
             overflow,
             wake,
+            #[cfg(feature = "async-runtimes")]
+            ready_async: Notify::new(),
             stats: Stats::default(),
         })
     }
@@ -117,6 +122,8 @@ impl Queue {
 
     fn signal(&self, st: &mut State) {
         self.ready.notify_all();
+        #[cfg(feature = "async-runtimes")]
+        self.ready_async.notify_waiters();
         if st.armed {
             st.armed = false;
             if let Some(w) = &self.wake {
@@ -352,6 +359,21 @@ impl Queue {
                     }
                 }
             }
+        }
+    }
+
+    /// Takes the next batch, waiting on the I/O runtime (the pyo3-async-runtimes bridge's way).
+    #[cfg(feature = "async-runtimes")]
+    pub async fn pop_async(&self) -> Pop {
+        loop {
+            let notified = self.ready_async.notified();
+            tokio::pin!(notified);
+            // Registered before looking, so a push between the look and the await still wakes.
+            notified.as_mut().enable();
+            if let Some(p) = self.take(&mut self.state.lock()) {
+                return p;
+            }
+            notified.await;
         }
     }
 

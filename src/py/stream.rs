@@ -410,6 +410,29 @@ impl StreamCore {
         self.answer(py, pop)
     }
 
+    /// An awaitable of the next batch through pyo3-async-runtimes (the comparison build only:
+    /// the I/O runtime takes the GIL to complete an asyncio future for every batch).
+    #[cfg(feature = "async-runtimes")]
+    fn next_batch_future<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyAny>> {
+        static BRIDGED: std::sync::Once = std::sync::Once::new();
+        // Ignored error: the bridge was already given a runtime, which can only be ours.
+        BRIDGED.call_once(|| {
+            let _ = pyo3_async_runtimes::tokio::init_with_runtime(runtime());
+        });
+        let queue = self.queue.clone();
+        let keys = self.keys.clone();
+        pyo3_async_runtimes::tokio::future_into_py(py, async move {
+            let pop = queue.pop_async().await;
+            Python::attach(|py| match pop {
+                Pop::Batch(items) => Ok(Py::new(py, Batch::new(items, keys))?.into_any()),
+                Pop::End(StreamEnd::Finished) | Pop::Empty => {
+                    Ok(false.into_pyobject(py)?.to_owned().into_any().unbind())
+                }
+                Pop::End(end) => Err(end_to_err(&end)),
+            })
+        })
+    }
+
     /// Waits (without the GIL) until the first connection attempt settled; raises its failure.
     fn wait_connected(&self, py: Python<'_>, timeout: f64) -> PyResult<bool> {
         let deadline = std::time::Instant::now() + bounded(timeout);
