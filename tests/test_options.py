@@ -107,7 +107,7 @@ def test_busy_poll_never_outlasts_the_timeout(make_sim: Callable[..., Any]) -> N
 
 
 @pytest.mark.timeout(60)
-def test_one_io_thread_streams(make_sim: Callable[..., Any]) -> None:
+def test_two_io_threads_stream(make_sim: Callable[..., Any]) -> None:
     # The runtime is made once per process, so the setting is tried in a fresh interpreter.
     sim = make_sim(rate=2_000, symbols=5)
     code = (
@@ -119,7 +119,7 @@ def test_one_io_thread_streams(make_sim: Callable[..., Any]) -> None:
         "        n += len(s.next_batch(timeout=5.0))\n"
         "    print(n, s.stats().gaps)\n"
     )
-    env = {**os.environ, "TICKWIRE_IO_THREADS": "1"}
+    env = {**os.environ, "TICKWIRE_IO_THREADS": "2"}
     out = subprocess.run(
         [sys.executable, "-c", code, sim.url], env=env, capture_output=True, text=True, timeout=30
     )

@@ -1,12 +1,12 @@
 //! `tickwire._core.ReplayServer`: the benchmark's pre-rendered CoinAPI load (see
-//! `sim::replay`), on the shared runtime.
+//! `sim::replay`), on the servers' runtime.
 
 use parking_lot::Mutex;
 use pyo3::exceptions::{PyOSError, PyValueError};
 use pyo3::prelude::*;
 use std::sync::atomic::Ordering;
 
-use super::runtime;
+use super::server_runtime;
 use crate::sim::replay::{ReplayConfig, ReplayServer as Server};
 
 /// `tickwire._core.ReplayServer`: serves `messages` pre-rendered trade/quote/book5/index
@@ -50,7 +50,7 @@ impl ReplayServer {
         };
         let host = host.to_string();
         let server = py
-            .detach(|| Server::start(runtime().handle(), &host, port, config))
+            .detach(|| Server::start(server_runtime().handle(), &host, port, config))
             .map_err(|e| PyOSError::new_err(format!("replay server: {e}")))?;
         Ok(ReplayServer {
             url: server.url(),

@@ -1,4 +1,4 @@
-//! `tickwire.Simulator` and `tickwire.Faults`: the bundled server, run on the shared runtime.
+//! `tickwire.Simulator` and `tickwire.Faults`: the bundled server, run on the servers' runtime.
 
 use std::time::Duration;
 
@@ -6,7 +6,7 @@ use parking_lot::Mutex;
 use pyo3::exceptions::{PyOSError, PyValueError};
 use pyo3::prelude::*;
 
-use super::runtime;
+use super::server_runtime;
 use crate::sim::{Faults as SimFaults, HeartbeatSpelling, SimConfig, SimProtocol, SimServer};
 
 /// `tickwire.Faults`: what the simulator breaks, and when.
@@ -231,7 +231,7 @@ impl Simulator {
         };
         let host_owned = host.to_string();
         let server = py
-            .detach(|| SimServer::start(runtime().handle(), &host_owned, port, config))
+            .detach(|| SimServer::start(server_runtime().handle(), &host_owned, port, config))
             .map_err(|e| PyOSError::new_err(format!("simulator: {e}")))?;
         Ok(Simulator {
             url: server.url(),
