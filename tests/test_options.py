@@ -119,7 +119,7 @@ def test_two_io_threads_stream(make_sim: Callable[..., Any]) -> None:
         "        n += len(s.next_batch(timeout=5.0))\n"
         "    print(n, s.stats().gaps)\n"
     )
-    env = {**os.environ, "TICKWIRE_IO_THREADS": "2"}
+    env = {**os.environ, "TICKWIRE_IO": "threads", "TICKWIRE_IO_THREADS": "2"}
     out = subprocess.run(
         [sys.executable, "-c", code, sim.url], env=env, capture_output=True, text=True, timeout=30
     )
@@ -127,3 +127,66 @@ def test_two_io_threads_stream(make_sim: Callable[..., Any]) -> None:
     n, gaps = map(int, out.stdout.split())
     assert n >= 100
     assert gaps == 0
+
+
+def _io_mode_in_child(env: dict[str, str], pin_first: bool) -> str:
+    code = "import os, tickwire as tw\n"
+    if pin_first:
+        code += "os.sched_setaffinity(0, {sorted(os.sched_getaffinity(0))[0]})\n"
+    code += "print(tw.io_mode())\n"
+    out = subprocess.run(
+        [sys.executable, "-c", code],
+        env={**os.environ, **env},
+        capture_output=True,
+        text=True,
+        timeout=30,
+    )
+    assert out.returncode == 0, out.stderr
+    return out.stdout.strip()
+
+
+def test_io_mode_follows_the_environment_and_the_cpu_mask() -> None:
+    # The mode is fixed once per process, so each case runs in a fresh interpreter.
+    assert _io_mode_in_child({"TICKWIRE_IO": "inline"}, pin_first=False) == "inline"
+    assert _io_mode_in_child({"TICKWIRE_IO": "threads"}, pin_first=True) == "threads"
+    assert _io_mode_in_child({"TICKWIRE_IO": "auto"}, pin_first=True) == "inline"
+    if len(os.sched_getaffinity(0)) > 1:
+        assert _io_mode_in_child({"TICKWIRE_IO": "auto"}, pin_first=False) == "threads"
+
+
+def test_inline_io_streams_sync_and_async(make_sim: Callable[..., Any]) -> None:
+    # Sync waits read the socket themselves; asyncio and a busy consumer rely on the background
+    # thread. Both must deliver every message in order.
+    sim = make_sim(rate=5_000, symbols=5)
+    code = (
+        "import asyncio, sys, time, tickwire as tw\n"
+        "feed = tw.CoinAPI(url=sys.argv[1], data_types=('trade',), heartbeat=False)\n"
+        "with tw.connect(feed) as s:\n"
+        "    n = 0\n"
+        "    while n < 2000:\n"
+        "        n += len(s.next_batch(timeout=5.0))\n"
+        "        if n > 1000:\n"
+        "            t = time.monotonic()\n"
+        "            while time.monotonic() - t < 0.02:\n"
+        "                pass\n"
+        "    sync = (n, s.stats().gaps)\n"
+        "async def main():\n"
+        "    async with tw.connect(feed) as s:\n"
+        "        n = 0\n"
+        "        async for b in s:\n"
+        "            n += len(b)\n"
+        "            if n >= 2000:\n"
+        "                return n, s.stats().gaps\n"
+        "print(tw.io_mode(), *sync, *asyncio.run(main()))\n"
+    )
+    env = {**os.environ, "TICKWIRE_IO": "inline"}
+    out = subprocess.run(
+        [sys.executable, "-c", code, sim.url], env=env, capture_output=True, text=True, timeout=60
+    )
+    assert out.returncode == 0, out.stderr
+    mode, n_sync, gaps_sync, n_async, gaps_async = out.stdout.split()
+    assert mode == "inline"
+    assert int(n_sync) >= 2000
+    assert int(n_async) >= 2000
+    assert int(gaps_sync) == 0
+    assert int(gaps_async) == 0

@@ -54,6 +54,7 @@ from ._core import (
     Trade,
     Unknown,
     __version__,
+    io_mode,
 )
 from ._feeds import CoinAPI, Moment, ReconnectPolicy
 from ._stream import Stream, connect
@@ -103,4 +104,5 @@ __all__ = [
     "Unknown",
     "__version__",
     "connect",
+    "io_mode",
 ]

@@ -1,7 +1,7 @@
 """Type stubs for the Rust extension ``tickwire._core``."""
 
 from collections.abc import Iterator
-from typing import Any, final
+from typing import Any, Literal, final
 
 __all__ = [
     "AllocationUpdate",
@@ -43,8 +43,15 @@ __all__ = [
     "Trade",
     "Unknown",
     "__version__",
+    "io_mode",
 ]
 __version__: str
+
+def io_mode() -> Literal["inline", "threads"]:
+    """How this process runs its streams' I/O, fixed at the first call or stream: ``inline``
+    (the waiting consumer's thread reads the socket; a background thread covers its absences)
+    or ``threads`` (a Rust I/O thread reads and hands batches over). ``TICKWIRE_IO`` chooses;
+    unset or ``auto``, inline when the process may run on one CPU only."""
 
 class TickwireError(Exception): ...
 class ConnectError(TickwireError): ...
@@ -708,6 +715,7 @@ class Simulator:
         faults: Faults | None = None,
         pong_grace: float = 5.0,
         record: bool = True,
+        spin_pacing: bool = False,
     ) -> Simulator: ...
     @property
     def url(self) -> str: ...

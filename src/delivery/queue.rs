@@ -89,8 +89,7 @@ pub struct Queue {
     batch_size: usize,
     overflow: Overflow,
     wake: Option<WakePipe>,
-    /// Wakes `pop_async` (the pyo3-async-runtimes comparison build only).
-    #[cfg(feature = "async-runtimes")]
+    /// Wakes `pop_async` (a consumer driving the runtime itself).
     ready_async: Notify,
     pub stats: Stats,
 }
@@ -110,7 +109,6 @@ impl Queue {
             batch_size: batch_size.max(1),
             overflow,
             wake,
-            #[cfg(feature = "async-runtimes")]
             ready_async: Notify::new(),
             stats: Stats::default(),
         })
@@ -122,7 +120,6 @@ impl Queue {
 
     fn signal(&self, st: &mut State) {
         self.ready.notify_all();
-        #[cfg(feature = "async-runtimes")]
         self.ready_async.notify_waiters();
         if st.armed {
             st.armed = false;
@@ -362,8 +359,13 @@ impl Queue {
         }
     }
 
-    /// Takes the next batch, waiting on the I/O runtime (the pyo3-async-runtimes bridge's way).
-    #[cfg(feature = "async-runtimes")]
+    /// The next batch (or the end) if one is ready, without waiting.
+    pub fn try_pop(&self) -> Option<Pop> {
+        self.take(&mut self.state.lock())
+    }
+
+    /// Takes the next batch, waiting on the I/O runtime (a consumer driving it inline, or the
+    /// pyo3-async-runtimes bridge).
     pub async fn pop_async(&self) -> Pop {
         loop {
             let notified = self.ready_async.notified();

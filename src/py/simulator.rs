@@ -167,7 +167,7 @@ impl Simulator {
     #[new]
     #[pyo3(signature = (protocol="coinapi", *, host="127.0.0.1", port=0, rate=10_000, symbols=100,
         seed=0, total=None, ping_interval=None, heartbeat_spelling="heartbeat", api_key=None,
-        faults=None, pong_grace=5.0, record=true))]
+        faults=None, pong_grace=5.0, record=true, spin_pacing=false))]
     fn py_new(
         py: Python<'_>,
         protocol: &str,
@@ -183,6 +183,7 @@ impl Simulator {
         faults: Option<Bound<'_, Faults>>,
         pong_grace: f64,
         record: bool,
+        spin_pacing: bool,
     ) -> PyResult<Self> {
         let sim_protocol = match protocol {
             "coinapi" => SimProtocol::CoinApi,
@@ -228,6 +229,7 @@ impl Simulator {
                 .map(|f| SimFaults::from(f.get()))
                 .unwrap_or_default(),
             record,
+            spin_pacing,
         };
         let host_owned = host.to_string();
         let server = py

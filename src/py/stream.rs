@@ -11,7 +11,7 @@ use pyo3::types::PyDict;
 use tokio::sync::mpsc;
 
 use super::batch::{Batch, KeyCache};
-use super::runtime;
+use super::io;
 use crate::client::{self, wall_ns, ClientConfig, Command, OnNotice};
 use crate::delivery::{LatencyHistogram, Overflow, Pop, Queue, StreamEnd};
 use crate::error::Error;
@@ -107,6 +107,23 @@ fn bounded(seconds: f64) -> Duration {
 
 fn end_to_err(end: &StreamEnd) -> PyErr {
     Error::from_end(end).unwrap_or(Error::Closed).into()
+}
+
+/// The next batch within `slice`: read by this thread itself when the I/O runs inline, else
+/// handed over by the I/O thread. Call without the GIL.
+fn wait_for_batch(q: &Arc<Queue>, slice: Duration) -> Pop {
+    let io = io();
+    if !io.is_inline() {
+        return q.pop(Some(slice));
+    }
+    if let Some(pop) = q.try_pop() {
+        return pop;
+    }
+    io.wait(async {
+        tokio::time::timeout(slice, q.pop_async())
+            .await
+            .unwrap_or(Pop::Empty)
+    })
 }
 
 impl StreamCore {
@@ -359,7 +376,7 @@ impl StreamCore {
         let wake = crate::delivery::wake::WakePipe::new()
             .map_err(|e| Error::Config(format!("cannot create the wake-up pipe: {e}")))?;
         let queue = Queue::new(queue_size, batch_size, overflow, Some(wake));
-        let commands = client::spawn(runtime().handle(), config, queue.clone());
+        let commands = client::spawn(io().handle(), config, queue.clone());
         Ok(StreamCore {
             session,
             queue,
@@ -387,7 +404,7 @@ impl StreamCore {
                     .min(SIGNAL_SLICE),
             };
             let q = &self.queue;
-            let pop = py.detach(|| q.pop(Some(slice)));
+            let pop = py.detach(|| wait_for_batch(q, slice));
             match pop {
                 Pop::Empty => {
                     py.check_signals()?;
@@ -417,7 +434,7 @@ impl StreamCore {
         static BRIDGED: std::sync::Once = std::sync::Once::new();
         // Ignored error: the bridge was already given a runtime, which can only be ours.
         BRIDGED.call_once(|| {
-            let _ = pyo3_async_runtimes::tokio::init_with_runtime(runtime());
+            let _ = pyo3_async_runtimes::tokio::init_with_runtime(io().runtime());
         });
         let queue = self.queue.clone();
         let keys = self.keys.clone();

@@ -138,6 +138,10 @@ pub struct SimConfig {
     /// Keep the per-connection record behind `sent()` (24 bytes a message): on for tests,
     /// off for long runs (demo, benchmarks) whose memory must stay flat.
     pub record: bool,
+    /// Paced generation: `false` wakes on the runtime's 1 ms timer and generates what fell due
+    /// in one burst; `true` busy-waits one server CPU so each event is generated (and stamped)
+    /// at its own due time, for latency measurements that see the client, not the bursts.
+    pub spin_pacing: bool,
 }
 
 impl std::fmt::Debug for SimConfig {
@@ -154,6 +158,7 @@ impl std::fmt::Debug for SimConfig {
             .field("api_key", &self.api_key.as_ref().map(|_| "<redacted>"))
             .field("faults", &self.faults)
             .field("record", &self.record)
+            .field("spin_pacing", &self.spin_pacing)
             .finish()
     }
 }
@@ -172,6 +177,7 @@ impl Default for SimConfig {
             api_key: None,
             faults: Faults::default(),
             record: true,
+            spin_pacing: false,
         }
     }
 }

@@ -28,6 +28,21 @@ fn due_count(t0: Instant, now: Instant, made: u64, rate: u64) -> u64 {
     should.saturating_sub(made)
 }
 
+/// Longer waits than this sleep on the timer first (its resolution is 1 ms).
+const SPIN_WINDOW: Duration = Duration::from_millis(2);
+
+/// Waits until `due` without the timer's millisecond bursts: sleeps while the wait is long,
+/// then yields in a loop, so the connection tasks still run between checks.
+async fn spin_until(due: Instant) {
+    let now = Instant::now();
+    if due > now + SPIN_WINDOW {
+        sleep_until((due - SPIN_WINDOW).into()).await;
+    }
+    while Instant::now() < due {
+        tokio::task::yield_now().await;
+    }
+}
+
 struct Links {
     version: u64,
     list: Vec<Arc<Link>>,
@@ -80,9 +95,14 @@ where
                 .min(CHUNK)
                 .min(remaining);
             if n == 0 {
-                tokio::select! {
-                    () = sleep_until(due_at(t0, made + 1, rate).into()) => {}
-                    _ = shutdown.changed() => {}
+                let due = due_at(t0, made + 1, rate);
+                if shared.config.spin_pacing {
+                    spin_until(due).await;
+                } else {
+                    tokio::select! {
+                        () = sleep_until(due.into()) => {}
+                        _ = shutdown.changed() => {}
+                    }
                 }
                 continue;
             }

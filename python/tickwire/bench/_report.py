@@ -126,6 +126,12 @@ def render(
             f"- tickwire core: `{core['path']}` ({kind}, {core['size_mb']} MB, "
             f"modified {core['mtime']}, sha256 {core['sha256']}...)"
         )
+    io_modes = sorted({str(r["io_mode"]) for r in runs if r.get("io_mode")})
+    if io_modes:
+        out.append(
+            f"- tickwire I/O mode: {', '.join(io_modes)} (`TICKWIRE_IO`; auto is inline for a "
+            "process pinned to one CPU)"
+        )
     out.append("")
     right = set(range(1, 13))
     wire = any(r.get("wire_bytes_per_msg") is not None for r in rows)

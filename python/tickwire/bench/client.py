@@ -484,7 +484,10 @@ def run_tickwire_arrow(run: Run) -> dict[str, Any]:
 
 
 def _tickwire_stats(st: Any) -> dict[str, Any]:
+    import tickwire as tw
+
     return {
+        "io_mode": tw.io_mode(),
         "core_messages": st.messages,
         "core_bytes": st.bytes,
         "core_batches": st.batches,

@@ -78,8 +78,16 @@ def start(args: argparse.Namespace) -> Any:
             rate=args.rate,
             compression=args.compression,
         )
-    # No send record: a benchmark runs long and must not grow the server's memory.
-    return tw.Simulator(rate=args.rate, symbols=args.symbols, seed=args.seed, record=False)
+    # No send record: a benchmark runs long and must not grow the server's memory. Paced runs
+    # spin, so each message is stamped and sent at its own time (the timer's 1 ms bursts would
+    # make the latency columns measure the bursts).
+    return tw.Simulator(
+        rate=args.rate,
+        symbols=args.symbols,
+        seed=args.seed,
+        record=False,
+        spin_pacing=args.rate > 0,
+    )
 
 
 def counters(load: str, server: Any) -> dict[str, Any]:
