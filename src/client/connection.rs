@@ -172,6 +172,7 @@ pub(crate) async fn drive(
 ) -> Ended {
     let mut reader = Reader::new(&config.session, config.keep_raw, std::mem::take(replay));
     let ended = drive_with(conn, config, queue, commands, &mut reader).await;
+    queue.watch_socket(None);
     *replay = std::mem::take(&mut reader.replay);
     ended
 }
@@ -197,6 +198,7 @@ async fn drive_with(
     if let Err(e) = send_opening(&mut conn, &config.session).await {
         return lost(e);
     }
+    queue.watch_socket(Some(conn.raw_fd()));
     let now = Instant::now();
     let mut liveness = Liveness::new(config.heartbeat_timeout, now);
     let mut probe = Liveness::new(config.ping_timeout, now);
@@ -290,6 +292,7 @@ async fn drive_with(
                             Some(c) => c,
                             None => return Ended::User,
                         });
+                        queue.watch_socket(Some(conn.raw_fd()));
                         old.close().await;
                         let t = Instant::now();
                         liveness.on_frame(t);
@@ -437,6 +440,7 @@ async fn drive_with(
                     Some(c) => c,
                     None => return Ended::User,
                 };
+                queue.watch_socket(Some(conn.raw_fd()));
                 let t = Instant::now();
                 liveness.on_frame(t);
                 probe.on_frame(t);

@@ -118,6 +118,33 @@ impl Queue {
         self.wake.as_ref().map(WakePipe::read_fd)
     }
 
+    /// The socket an inline consumer's loop should watch from now on (`None`: disconnected).
+    pub fn watch_socket(&self, fd: Option<i32>) {
+        if let Some(w) = &self.wake {
+            w.watch_socket(fd);
+        }
+    }
+
+    /// For an inline asyncio consumer about to look for work: clears the loop's pending edges
+    /// and disarms the pipe (its own reading needs no wake-up byte). True if data arrived
+    /// since the last look: then the consumer should read it itself (and so take the runtime
+    /// back from the background thread, if that one got there first).
+    pub fn wants_inline_read(&self) -> bool {
+        if !self.wake.as_ref().is_some_and(WakePipe::harvest) {
+            return false;
+        }
+        let mut st = self.state.lock();
+        st.armed = false;
+        self.drain_wake(&mut st);
+        true
+    }
+
+    /// Whether a batch (or the end) is waiting.
+    pub fn has_ready(&self) -> bool {
+        let st = self.state.lock();
+        !st.batches.is_empty() || st.end.is_some()
+    }
+
     fn signal(&self, st: &mut State) {
         self.ready.notify_all();
         self.ready_async.notify_waiters();

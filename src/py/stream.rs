@@ -126,6 +126,18 @@ fn wait_for_batch(q: &Arc<Queue>, slice: Duration) -> Pop {
     })
 }
 
+/// Lets the inline runtime run what is ready (the socket read, parsing, queueing) and comes
+/// back without sleeping: each yield polls the I/O driver without a timeout and runs the
+/// tasks it woke.
+async fn run_ready(q: &Queue) {
+    for _ in 0..4 {
+        if q.has_ready() {
+            return;
+        }
+        tokio::task::yield_now().await;
+    }
+}
+
 impl StreamCore {
     fn record_latency(&self, items: &[crate::model::Envelope]) {
         let now = wall_ns();
@@ -373,8 +385,12 @@ impl StreamCore {
             hold_limit: queue_size,
             keep_raw,
         };
-        let wake = crate::delivery::wake::WakePipe::new()
-            .map_err(|e| Error::Config(format!("cannot create the wake-up pipe: {e}")))?;
+        let wake = if io().is_inline() {
+            crate::delivery::wake::WakePipe::with_socket_watch()
+        } else {
+            crate::delivery::wake::WakePipe::new()
+        }
+        .map_err(|e| Error::Config(format!("cannot create the wake-up pipe: {e}")))?;
         let queue = Queue::new(queue_size, batch_size, overflow, Some(wake));
         let commands = client::spawn(io().handle(), config, queue.clone());
         Ok(StreamCore {
@@ -422,6 +438,15 @@ impl StreamCore {
     fn poll_or_arm(&self, py: Python<'_>) -> PyResult<Py<PyAny>> {
         if let Some(pop) = self.spin(py, None) {
             return self.answer(py, pop);
+        }
+        let io = io();
+        if io.is_inline() {
+            // Data arrived since the last look: read it on this thread. Otherwise nothing new
+            // is there to read, and the loop may sleep until the next edge.
+            let q = &self.queue;
+            if q.wants_inline_read() {
+                py.detach(|| io.wait(run_ready(q)));
+            }
         }
         let pop = self.queue.pop_or_arm();
         self.answer(py, pop)

@@ -1,13 +1,19 @@
 //! The client's socket code: one WebSocket connection (yawc over tokio, rustls TLS) behind a
 //! narrow surface of frames in and text out, so the rest of the core never sees the crate.
 
+use std::os::fd::{AsRawFd, RawFd};
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::task::{Context, Poll};
 use std::time::Duration;
 
 use futures::{FutureExt, SinkExt};
-use yawc::{Frame as WsFrame, HttpRequestBuilder, OpCode, Options, TcpWebSocket, WebSocketError};
+use rustls_pki_types::ServerName;
+use tokio::net::TcpStream;
+use yawc::{
+    Frame as WsFrame, HttpRequestBuilder, MaybeTlsStream, OpCode, Options, TcpWebSocket,
+    WebSocketError,
+};
 
 /// A frame as the core sees it.
 #[derive(Debug)]
@@ -108,9 +114,34 @@ fn tls_connector(ca_file: Option<&PathBuf>) -> Result<tokio_rustls::TlsConnector
     Ok(tokio_rustls::TlsConnector::from(Arc::new(config)))
 }
 
+/// Opens the TCP connection (and TLS for `wss`), keeping the socket's descriptor: the
+/// connection is dialled here rather than by yawc's builder only to know it.
+async fn dial(
+    url: &url::Url,
+    connector: Option<tokio_rustls::TlsConnector>,
+) -> Result<(MaybeTlsStream<TcpStream>, RawFd), WebSocketError> {
+    let host = url.host_str().ok_or(WebSocketError::InvalidHttpScheme)?;
+    let port = url
+        .port_or_known_default()
+        .ok_or(WebSocketError::InvalidHttpScheme)?;
+    // An IPv6 literal comes bracketed in the URL; the resolver wants it bare.
+    let bare = host.trim_start_matches('[').trim_end_matches(']');
+    let tcp = TcpStream::connect((bare, port)).await?;
+    tcp.set_nodelay(true)?;
+    let fd = tcp.as_raw_fd();
+    let Some(connector) = connector else {
+        return Ok((MaybeTlsStream::Plain(tcp), fd));
+    };
+    let name = ServerName::try_from(bare.to_string())
+        .map_err(|e| std::io::Error::new(std::io::ErrorKind::InvalidInput, e))?;
+    Ok((MaybeTlsStream::Tls(connector.connect(name, tcp).await?), fd))
+}
+
 /// One open WebSocket connection.
 pub struct Connection {
     ws: TcpWebSocket,
+    /// The TCP socket under the WebSocket (and TLS), for a consumer loop to watch.
+    fd: RawFd,
 }
 
 impl Connection {
@@ -131,15 +162,19 @@ impl Connection {
         for (k, v) in &opts.headers {
             request = request.header(k.as_str(), v.as_str());
         }
-        let mut builder = yawc::WebSocket::connect(opts.url.clone())
-            .with_options(options)
-            .with_request(request);
-        if opts.url.scheme() == "wss" {
-            builder = builder.with_connector(tls_connector(opts.ca_file.as_ref())?);
-        }
-        match tokio::time::timeout(opts.connect_timeout, builder).await {
+        let connector = match opts.url.scheme() {
+            "wss" => Some(tls_connector(opts.ca_file.as_ref())?),
+            _ => None,
+        };
+        let open = async {
+            let (stream, fd) = dial(&opts.url, connector).await?;
+            TcpWebSocket::handshake_with_request(opts.url.clone(), stream, options, request)
+                .await
+                .map(|ws| Connection { ws, fd })
+        };
+        match tokio::time::timeout(opts.connect_timeout, open).await {
             Err(_) => Err(ConnectFailure::Timeout),
-            Ok(Ok(ws)) => Ok(Connection { ws }),
+            Ok(Ok(conn)) => Ok(conn),
             Ok(Err(WebSocketError::InvalidStatusCode(code))) if code == 401 || code == 403 => {
                 Err(ConnectFailure::Auth(code))
             }
@@ -186,6 +221,11 @@ impl Connection {
                 OpCode::Continuation => Frame::Pong,
             }),
         }
+    }
+
+    /// The TCP socket's descriptor (valid while the connection lives).
+    pub fn raw_fd(&self) -> RawFd {
+        self.fd
     }
 
     /// The next frame, waiting for it.
