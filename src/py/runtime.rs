@@ -73,9 +73,9 @@ impl Inline {
             if self.inside.load(Ordering::Acquire) == 0 && away >= grace {
                 rt.block_on(self.until_wanted());
             } else {
-                // A consumer is driving, or just left and will likely be back: check again
-                // when the grace would run out.
-                std::thread::sleep(Duration::from_nanos(grace - away.min(grace)).max(GRACE / 4));
+                // A consumer is driving, or just left and will likely be back: look again a
+                // grace later (so a busy consumer waits at most two graces for its reader).
+                std::thread::sleep(GRACE);
             }
         }
     }

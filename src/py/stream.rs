@@ -154,7 +154,21 @@ impl StreamCore {
         }
         let limit = timeout.map_or(self.busy_poll, |t| t.min(self.busy_poll));
         let q = &self.queue;
-        py.detach(|| q.spin_pop(limit))
+        let io = io();
+        if !io.is_inline() {
+            return py.detach(|| q.spin_pop(limit));
+        }
+        // Inline, nobody else fills the queue: spin on the socket instead (each yield polls
+        // the I/O driver without sleeping and runs what it woke).
+        py.detach(|| {
+            io.wait(async {
+                let until = std::time::Instant::now() + limit;
+                while !q.has_ready() && std::time::Instant::now() < until {
+                    tokio::task::yield_now().await;
+                }
+            });
+            q.try_pop()
+        })
     }
 
     /// Turns a pop into the Python-level answer: a batch, `True` (nothing yet) or `False`
