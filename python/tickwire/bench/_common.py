@@ -46,6 +46,13 @@ PEERS: tuple[Peer, ...] = (
         ours=True,
     ),
     Peer(
+        "tickwire-spin",
+        "tickwire (sync, objects, busy_poll=1 ms)",
+        ("tickwire",),
+        ("tickwire",),
+        ours=True,
+    ),
+    Peer(
         "tickwire-count",
         "tickwire (no per-message Python work)",
         ("tickwire",),
