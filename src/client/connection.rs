@@ -209,6 +209,11 @@ async fn drive_with(
     let mut successor: Option<Successor> = None;
     // Set when a make-before-break could not be made: said in the Disconnected reason.
     let mut fallback: Option<String> = None;
+    // The three deadlines live in timers made once: a fresh `sleep_until` per wake-up was a
+    // timer-wheel insert and removal each, about 3 % of the client at 100k msg/s paced. A
+    // deadline that only moves later is re-armed without touching the wheel.
+    let timers = [(); 3].map(|()| Box::pin(tokio::time::sleep_until(far.into())));
+    let [mut switch_timer, mut stale_timer, mut probe_timer] = timers;
     loop {
         let stale_at = liveness.deadline().unwrap_or(far);
         // Our own ping goes out after `ping_timeout` of silence; as long again and it is dead.
@@ -220,6 +225,15 @@ async fn drive_with(
             }
         });
         let switch_at = successor.as_ref().map_or(far, |s| s.deadline);
+        for (timer, at) in [
+            (&mut switch_timer, switch_at),
+            (&mut stale_timer, stale_at),
+            (&mut probe_timer, probe_at),
+        ] {
+            if timer.deadline() != at.into() {
+                timer.as_mut().reset(at.into());
+            }
+        }
         let next_active = successor
             .as_ref()
             .is_some_and(|s| s.wants_connect() || s.wants_read());
@@ -283,7 +297,7 @@ async fn drive_with(
                 continue;
             }
             f = conn.next() => f,
-            () = tokio::time::sleep_until(switch_at.into()) => {
+            () = switch_timer.as_mut() => {
                 // `before_time` passed: the old server is about to go; switch now.
                 let Some(s) = successor.take() else { continue };
                 match s.conn.is_some() {
@@ -302,11 +316,11 @@ async fn drive_with(
                 }
                 continue;
             }
-            () = tokio::time::sleep_until(stale_at.into()) => {
+            () = stale_timer.as_mut() => {
                 let silence = liveness.silence(Instant::now()).as_secs_f64();
                 return stale(queue, silence).await;
             }
-            () = tokio::time::sleep_until(probe_at.into()) => {
+            () = probe_timer.as_mut() => {
                 if pinged {
                     let silence = probe.silence(Instant::now()).as_secs_f64();
                     return stale(queue, silence).await;
