@@ -111,7 +111,7 @@ fn end_to_err(end: &StreamEnd) -> PyErr {
 
 /// The next batch within `slice`: read by this thread itself when the I/O runs inline, else
 /// handed over by the I/O thread. Call without the GIL.
-fn wait_for_batch(q: &Arc<Queue>, slice: Duration) -> Pop {
+fn wait_for_batch(q: &Queue, slice: Duration) -> Pop {
     let io = io();
     if !io.is_inline() {
         return q.pop(Some(slice));
