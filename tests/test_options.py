@@ -120,14 +120,24 @@ def test_two_io_threads_stream(make_sim: Callable[..., Any]) -> None:
         "        n += len(s.next_batch(timeout=5.0))\n"
         "    print(n, s.stats().gaps)\n"
     )
-    env = {**os.environ, "TICKWIRE_IO": "threads", "TICKWIRE_IO_THREADS": "2"}
-    out = subprocess.run(
-        [sys.executable, "-c", code, sim.url], env=env, capture_output=True, text=True, timeout=30
-    )
-    assert out.returncode == 0, out.stderr
-    n, gaps = map(int, out.stdout.split())
+    out = _python_child(code, sim.url, env={"TICKWIRE_IO": "threads", "TICKWIRE_IO_THREADS": "2"})
+    n, gaps = map(int, out.split())
     assert n >= 100
     assert gaps == 0
+
+
+def _python_child(code: str, *args: str, env: dict[str, str]) -> str:
+    """Standard output of ``code`` run by a fresh interpreter (the I/O runtime is made once per
+    process, so each setting needs its own) with ``env`` added to the environment."""
+    out = subprocess.run(
+        [sys.executable, "-c", code, *args],
+        env={**os.environ, **env},
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert out.returncode == 0, out.stderr
+    return out.stdout
 
 
 def _io_mode_in_child(env: dict[str, str], pin_first: bool) -> str:
@@ -135,15 +145,7 @@ def _io_mode_in_child(env: dict[str, str], pin_first: bool) -> str:
     if pin_first:
         code += "os.sched_setaffinity(0, {sorted(os.sched_getaffinity(0))[0]})\n"
     code += "print(tw.io_mode())\n"
-    out = subprocess.run(
-        [sys.executable, "-c", code],
-        env={**os.environ, **env},
-        capture_output=True,
-        text=True,
-        timeout=30,
-    )
-    assert out.returncode == 0, out.stderr
-    return out.stdout.strip()
+    return _python_child(code, env=env).strip()
 
 
 def test_io_mode_follows_the_environment_and_the_cpu_mask() -> None:
@@ -180,12 +182,8 @@ def test_inline_io_streams_sync_and_async(make_sim: Callable[..., Any]) -> None:
         "                return n, s.stats().gaps\n"
         "print(tw.io_mode(), *sync, *asyncio.run(main()))\n"
     )
-    env = {**os.environ, "TICKWIRE_IO": "inline"}
-    out = subprocess.run(
-        [sys.executable, "-c", code, sim.url], env=env, capture_output=True, text=True, timeout=60
-    )
-    assert out.returncode == 0, out.stderr
-    mode, n_sync, gaps_sync, n_async, gaps_async = out.stdout.split()
+    out = _python_child(code, sim.url, env={"TICKWIRE_IO": "inline"})
+    mode, n_sync, gaps_sync, n_async, gaps_async = out.split()
     assert mode == "inline"
     assert int(n_sync) >= 2000
     assert int(n_async) >= 2000
