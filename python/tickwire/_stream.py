@@ -224,7 +224,8 @@ def connect(
 
     Never blocks: errors surface when the stream is entered or iterated. ``busy_poll``
     (seconds, off by default) makes each wait spin that long, GIL released, before it sleeps:
-    lower latency for a consumer that has a CPU core to itself, a wasted core otherwise.
+    on the socket with inline I/O, on the queue with an I/O thread (``tickwire.io_mode()``).
+    It trades a busy CPU for the sleep and wake-up.
     """
     if not isinstance(feed, (CoinAPI, Moment)):
         raise TypeError(

@@ -306,7 +306,6 @@ async fn drive_with(
                             Some(c) => c,
                             None => return Ended::User,
                         });
-                        queue.watch_socket(Some(conn.raw_fd()));
                         old.close().await;
                         let t = Instant::now();
                         liveness.on_frame(t);
@@ -454,7 +453,6 @@ async fn drive_with(
                     Some(c) => c,
                     None => return Ended::User,
                 };
-                queue.watch_socket(Some(conn.raw_fd()));
                 let t = Instant::now();
                 liveness.on_frame(t);
                 probe.on_frame(t);
@@ -712,6 +710,9 @@ async fn switch(
             c.close().await;
         }
         return None;
+    }
+    if let Some(c) = &conn {
+        queue.watch_socket(Some(c.raw_fd()));
     }
     conn
 }

@@ -74,7 +74,8 @@ impl Inline {
                 rt.block_on(self.until_wanted());
             } else {
                 // A consumer is driving, or just left and will likely be back: look again a
-                // grace later (so a busy consumer waits at most two graces for its reader).
+                // grace later (a busy consumer's reader starts about 1.5 ms after it left,
+                // measured; the scheduler can stretch that to a few ms).
                 std::thread::sleep(GRACE);
             }
         }
@@ -117,29 +118,41 @@ impl Io {
         &self.rt
     }
 
-    pub(crate) fn is_inline(&self) -> bool {
-        self.inline.is_some()
-    }
-
-    /// Runs `f` to completion on the calling thread, driving the runtime meanwhile (inline
-    /// mode only; call without the GIL).
-    pub(crate) fn wait<F: Future>(&self, f: F) -> F::Output {
-        let inline = self.inline.as_ref().expect("Io::wait needs inline mode");
-        inline.inside.fetch_add(1, Ordering::AcqRel);
-        inline.wanted.notify_waiters();
-        let out = self.rt.block_on(f);
-        inline.left_at.store(inline.now(), Ordering::Release);
-        inline.inside.fetch_sub(1, Ordering::AcqRel);
-        out
+    /// The runtime as a consumer drives it, in inline mode (`None`: an I/O thread drives it).
+    pub(crate) fn inline(&self) -> Option<InlineIo<'_>> {
+        self.inline.as_ref().map(|state| InlineIo {
+            rt: &self.rt,
+            state,
+        })
     }
 
     /// `"inline"` or `"threads"`.
     pub(crate) fn mode(&self) -> &'static str {
-        if self.is_inline() {
-            "inline"
-        } else {
-            "threads"
+        match self.inline {
+            Some(_) => "inline",
+            None => "threads",
         }
+    }
+}
+
+/// An inline runtime, for a consumer to drive while it waits.
+#[derive(Clone, Copy)]
+pub(crate) struct InlineIo<'a> {
+    rt: &'a Runtime,
+    state: &'a Inline,
+}
+
+impl InlineIo<'_> {
+    /// Runs `f` to completion on the calling thread, driving the runtime meanwhile (taking it
+    /// over from the background thread if need be). Call without the GIL.
+    pub(crate) fn wait<F: Future>(self, f: F) -> F::Output {
+        let st = self.state;
+        st.inside.fetch_add(1, Ordering::AcqRel);
+        st.wanted.notify_waiters();
+        let out = self.rt.block_on(f);
+        st.left_at.store(st.now(), Ordering::Release);
+        st.inside.fetch_sub(1, Ordering::AcqRel);
+        out
     }
 }
 
@@ -270,7 +283,7 @@ mod tests {
             .expect("background drove the task");
         // A waiting consumer takes the core over from the background thread, repeatedly.
         for i in 0..50u64 {
-            let got = io.wait(async move {
+            let got = io.inline().expect("inline").wait(async move {
                 tokio::time::sleep(Duration::from_micros(100)).await;
                 i
             });

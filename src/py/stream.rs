@@ -12,6 +12,7 @@ use tokio::sync::mpsc;
 
 use super::batch::{Batch, KeyCache};
 use super::io;
+use super::runtime::InlineIo;
 use crate::client::{self, wall_ns, ClientConfig, Command, OnNotice};
 use crate::delivery::{LatencyHistogram, Overflow, Pop, Queue, StreamEnd};
 use crate::error::Error;
@@ -112,30 +113,28 @@ fn end_to_err(end: &StreamEnd) -> PyErr {
 /// The next batch within `slice`: read by this thread itself when the I/O runs inline, else
 /// handed over by the I/O thread. Call without the GIL.
 fn wait_for_batch(q: &Queue, slice: Duration) -> Pop {
-    let io = io();
-    if !io.is_inline() {
+    let Some(inline) = io().inline() else {
         return q.pop(Some(slice));
-    }
+    };
     if let Some(pop) = q.try_pop() {
         return pop;
     }
-    io.wait(async {
+    inline.wait(async {
         tokio::time::timeout(slice, q.pop_async())
             .await
             .unwrap_or(Pop::Empty)
     })
 }
 
-/// Lets the inline runtime run what is ready (the socket read, parsing, queueing) and comes
-/// back without sleeping: each yield polls the I/O driver without a timeout and runs the
-/// tasks it woke.
-async fn run_ready(q: &Queue) {
-    for _ in 0..4 {
-        if q.has_ready() {
-            return;
+/// Drives the inline runtime without sleeping until a batch is ready or `more` says stop:
+/// each yield polls the I/O driver without a timeout and runs the tasks it woke (the socket
+/// read, parsing, queueing). Call without the GIL.
+fn run_until_ready(inline: InlineIo<'_>, q: &Queue, mut more: impl FnMut() -> bool) {
+    inline.wait(async {
+        while !q.has_ready() && more() {
+            tokio::task::yield_now().await;
         }
-        tokio::task::yield_now().await;
-    }
+    });
 }
 
 impl StreamCore {
@@ -154,19 +153,13 @@ impl StreamCore {
         }
         let limit = timeout.map_or(self.busy_poll, |t| t.min(self.busy_poll));
         let q = &self.queue;
-        let io = io();
-        if !io.is_inline() {
+        let Some(inline) = io().inline() else {
             return py.detach(|| q.spin_pop(limit));
-        }
-        // Inline, nobody else fills the queue: spin on the socket instead (each yield polls
-        // the I/O driver without sleeping and runs what it woke).
+        };
+        // Inline, nobody else fills the queue: spin on the socket instead.
         py.detach(|| {
-            io.wait(async {
-                let until = std::time::Instant::now() + limit;
-                while !q.has_ready() && std::time::Instant::now() < until {
-                    tokio::task::yield_now().await;
-                }
-            });
+            let until = std::time::Instant::now() + limit;
+            run_until_ready(inline, q, || std::time::Instant::now() < until);
             q.try_pop()
         })
     }
@@ -399,7 +392,7 @@ impl StreamCore {
             hold_limit: queue_size,
             keep_raw,
         };
-        let wake = if io().is_inline() {
+        let wake = if io().inline().is_some() {
             crate::delivery::wake::WakePipe::with_socket_watch()
         } else {
             crate::delivery::wake::WakePipe::new()
@@ -453,13 +446,19 @@ impl StreamCore {
         if let Some(pop) = self.spin(py, None) {
             return self.answer(py, pop);
         }
-        let io = io();
-        if io.is_inline() {
-            // Data arrived since the last look: read it on this thread. Otherwise nothing new
-            // is there to read, and the loop may sleep until the next edge.
+        if let Some(inline) = io().inline() {
+            // Data arrived since the last look: read it on this thread, a few driver polls at
+            // most (the loop must not block). Otherwise nothing new is there to read, and the
+            // loop may sleep until the next edge.
             let q = &self.queue;
             if q.wants_inline_read() {
-                py.detach(|| io.wait(run_ready(q)));
+                let mut polls = 0;
+                py.detach(|| {
+                    run_until_ready(inline, q, || {
+                        polls += 1;
+                        polls <= 4
+                    });
+                });
             }
         }
         let pop = self.queue.pop_or_arm();

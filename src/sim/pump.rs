@@ -96,13 +96,16 @@ where
                 .min(remaining);
             if n == 0 {
                 let due = due_at(t0, made + 1, rate);
-                if shared.config.spin_pacing {
-                    spin_until(due).await;
-                } else {
-                    tokio::select! {
-                        () = sleep_until(due.into()) => {}
-                        _ = shutdown.changed() => {}
-                    }
+                let spin = shared.config.spin_pacing;
+                tokio::select! {
+                    () = async {
+                        if spin {
+                            spin_until(due).await;
+                        } else {
+                            sleep_until(due.into()).await;
+                        }
+                    } => {}
+                    _ = shutdown.changed() => {}
                 }
                 continue;
             }

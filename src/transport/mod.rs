@@ -151,8 +151,9 @@ impl Connection {
     /// [`ConnectFailure`] saying whether the key was refused, the server answered another
     /// status, or the network failed.
     pub async fn connect(opts: &ConnectOptions) -> Result<Connection, ConnectFailure> {
+        // No `with_no_delay()`: that option is read only by yawc's own dialling; `dial` sets
+        // TCP_NODELAY itself.
         let mut options = Options::default()
-            .with_no_delay()
             .with_max_payload_read(opts.max_message_size)
             .with_max_read_buffer(opts.max_message_size);
         if opts.compression {
