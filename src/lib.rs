@@ -6,6 +6,9 @@ pub mod codec;
 pub mod delivery;
 pub mod error;
 pub mod feed;
+/// The fuzz targets' bodies (`fuzz/`), also replayed by `cargo test`.
+#[doc(hidden)]
+pub mod fuzzing;
 pub mod model;
 pub mod protocol;
 pub mod py;

@@ -146,10 +146,19 @@ fn decode_value(
                 error_type: None,
             })
         }
-        "asset" | "exchange" | "symbol" => Msg::Metadata(Metadata {
-            kind: interner.intern(kind),
-            json: String::from_utf8_lossy(wire).into(),
-        }),
+        "asset" | "exchange" | "symbol" => {
+            // Metadata is decoded again in Python (`fields`), whose recursive parser must not
+            // meet what it cannot take: deeper than this is not metadata but an attack.
+            if nesting_depth(wire) > MAX_METADATA_DEPTH {
+                return Err(DecodeError(format!(
+                    "{kind} message nested deeper than {MAX_METADATA_DEPTH} levels"
+                )));
+            }
+            Msg::Metadata(Metadata {
+                kind: interner.intern(kind),
+                json: String::from_utf8_lossy(wire).into(),
+            })
+        }
         other => Msg::Unknown(Unknown {
             kind: other.into(),
             raw: String::from_utf8_lossy(wire).into(),
@@ -216,4 +225,33 @@ fn l3_side(
         });
     }
     Ok(out)
+}
+
+/// The deepest a metadata message (`asset`, `exchange`, `symbol`) may nest; real ones are flat.
+const MAX_METADATA_DEPTH: usize = 32;
+
+/// How deeply `[`/`{` nest in a JSON text, brackets inside strings not counted.
+fn nesting_depth(json: &[u8]) -> usize {
+    let (mut depth, mut deepest, mut in_str, mut escaped) = (0usize, 0usize, false, false);
+    for &b in json {
+        if in_str {
+            match (escaped, b) {
+                (true, _) => escaped = false,
+                (false, b'\\') => escaped = true,
+                (false, b'"') => in_str = false,
+                _ => {}
+            }
+            continue;
+        }
+        match b {
+            b'"' => in_str = true,
+            b'[' | b'{' => {
+                depth += 1;
+                deepest = deepest.max(depth);
+            }
+            b']' | b'}' => depth = depth.saturating_sub(1),
+            _ => {}
+        }
+    }
+    deepest
 }

@@ -34,6 +34,8 @@ pub struct StreamCore {
     commands: mpsc::UnboundedSender<Command>,
     keys: Arc<Mutex<KeyCache>>,
     latency: Mutex<LatencyHistogram>,
+    /// Consumer clock minus the server's `time_coinapi`, for messages that carry one.
+    lag: Mutex<LatencyHistogram>,
     /// How long a wait spins before it sleeps (`busy_poll`); zero: never spins.
     busy_poll: Duration,
 }
@@ -53,6 +55,14 @@ pub struct Stats {
     pub last_frame_age_s: Option<f64>,
     /// Socket read to consumer, microseconds: `{"p50", "p99", "max"}`.
     pub latency_us: Py<PyDict>,
+    /// Envelopes (messages and events) waiting in the queue now.
+    pub queue_depth: u64,
+    /// The most envelopes the queue held at once.
+    pub queue_high_water: u64,
+    /// When the consumer took a message minus its `time_coinapi`, microseconds: `{"p50",
+    /// "p99"}` (zero before the first such message; clock skew between the server and this
+    /// machine is included, negative values count as zero).
+    pub lag_us: Py<PyDict>,
 }
 
 #[pymethods]
@@ -60,7 +70,7 @@ impl Stats {
     fn __repr__(&self) -> String {
         format!(
             "Stats(messages={}, bytes={}, batches={}, gaps={}, duplicates={}, dropped={}, \
-             parse_errors={}, reconnects={})",
+             parse_errors={}, reconnects={}, queue_depth={}, queue_high_water={})",
             self.messages,
             self.bytes,
             self.batches,
@@ -68,7 +78,9 @@ impl Stats {
             self.duplicates,
             self.dropped,
             self.parse_errors,
-            self.reconnects
+            self.reconnects,
+            self.queue_depth,
+            self.queue_high_water
         )
     }
 }
@@ -137,12 +149,32 @@ fn run_until_ready(inline: InlineIo<'_>, q: &Queue, mut more: impl FnMut() -> bo
     });
 }
 
+/// The server's own stamp of a CoinAPI message, for `lag_us`.
+fn time_coinapi(msg: &crate::model::Msg) -> Option<i64> {
+    use crate::model::Msg;
+    match msg {
+        Msg::Trade(m) => Some(m.time_coinapi),
+        Msg::Quote(m) => Some(m.time_coinapi),
+        Msg::Book(m) => Some(m.time_coinapi),
+        Msg::BookL3(m) => Some(m.time_coinapi),
+        Msg::Index(m) => Some(m.time_coinapi),
+        _ => None,
+    }
+}
+
 impl StreamCore {
     fn record_latency(&self, items: &[crate::model::Envelope]) {
         let now = wall_ns();
         let mut h = self.latency.lock();
         for e in items {
             h.record_ns(now - e.recv_ns);
+        }
+        drop(h);
+        let mut lag = self.lag.lock();
+        for e in items {
+            if let Some(t) = time_coinapi(&e.msg) {
+                lag.record_ns(now.saturating_sub(t));
+            }
         }
     }
 
@@ -259,7 +291,8 @@ impl StreamCore {
         index_ids, heartbeat, update_limit_ms_quote, update_limit_ms_book_snapshot,
         update_limit_ms_exrate, update_limit_ms_index, batch_size, queue_size, overflow,
         heartbeat_timeout, ping_timeout, connect_timeout, reconnect, compression,
-        max_message_size, ca_file, keep_raw, busy_poll=0.0))]
+        max_message_size, ca_file, keep_raw, busy_poll=0.0,
+        queue_bytes=crate::delivery::queue::DEFAULT_MAX_BYTES))]
     fn py_new(
         url: &str,
         protocol: &str,
@@ -291,6 +324,7 @@ impl StreamCore {
         ca_file: Option<PathBuf>,
         keep_raw: bool,
         busy_poll: f64,
+        queue_bytes: usize,
     ) -> PyResult<Self> {
         let busy_poll = match busy_poll {
             0.0 => Duration::ZERO,
@@ -310,8 +344,11 @@ impl StreamCore {
                     "url scheme must be ws or wss, not {s}"
                 ))),
             })?;
-        if batch_size == 0 || queue_size == 0 {
-            return Err(Error::Config("batch_size and queue_size must be positive".into()).into());
+        if batch_size == 0 || queue_size == 0 || queue_bytes == 0 {
+            return Err(Error::Config(
+                "batch_size, queue_size and queue_bytes must be positive".into(),
+            )
+            .into());
         }
         let overflow = overflow_of(overflow)?;
         let scope = Scope {
@@ -398,7 +435,8 @@ impl StreamCore {
             crate::delivery::wake::WakePipe::new()
         }
         .map_err(|e| Error::Config(format!("cannot create the wake-up pipe: {e}")))?;
-        let queue = Queue::new(queue_size, batch_size, overflow, Some(wake));
+        let queue =
+            Queue::with_max_bytes(queue_size, queue_bytes, batch_size, overflow, Some(wake));
         let commands = client::spawn(io().handle(), config, queue.clone());
         Ok(StreamCore {
             session,
@@ -406,6 +444,7 @@ impl StreamCore {
             commands,
             keys: Arc::new(Mutex::new(KeyCache::default())),
             latency: Mutex::new(LatencyHistogram::default()),
+            lag: Mutex::new(LatencyHistogram::default()),
             busy_poll,
         })
     }
@@ -528,6 +567,11 @@ impl StreamCore {
         lat.set_item("p50", h.quantile_us(0.5))?;
         lat.set_item("p99", h.quantile_us(0.99))?;
         lat.set_item("max", h.max_us())?;
+        let g = self.lag.lock().clone();
+        let lag = PyDict::new(py);
+        lag.set_item("p50", g.quantile_us(0.5))?;
+        lag.set_item("p99", g.quantile_us(0.99))?;
+        let (depth, high_water, _) = self.queue.depth();
         Ok(Stats {
             messages: s.messages,
             bytes: s.bytes,
@@ -540,6 +584,9 @@ impl StreamCore {
             last_frame_age_s: (s.last_frame_ns > 0)
                 .then(|| (wall_ns() - s.last_frame_ns) as f64 / 1e9),
             latency_us: lat.unbind(),
+            queue_depth: depth as u64,
+            queue_high_water: high_water as u64,
+            lag_us: lag.unbind(),
         })
     }
 
