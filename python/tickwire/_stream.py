@@ -9,7 +9,7 @@ from typing import Literal
 
 from . import _core
 from ._core import Batch, Stats, StreamClosed
-from ._feeds import CoinAPI, Moment, ReconnectPolicy
+from ._feeds import CoinAPI, Moment, ReconnectPolicy, check_transport
 
 Overflow = Literal["block", "drop_oldest", "conflate"]
 
@@ -249,6 +249,7 @@ def connect(
             reconnect.max_attempts,
         )
     )
+    check_transport(feed._url(), feed.allow_insecure)
     moment = feed if isinstance(feed, Moment) else None
     core = _core.StreamCore(
         feed._url(),

@@ -441,6 +441,7 @@ def cmd_stream_moment(args: argparse.Namespace) -> int:
         subscribe_all=bool(args.all),
         start_msg_number=args.start_msg_number,
         auth_in_query=bool(args.auth_in_query),
+        allow_insecure=bool(args.allow_insecure),
     )
     return _print_stream(feed, args)
 
@@ -458,6 +459,7 @@ def cmd_stream_coinapi(args: argparse.Namespace) -> int:
         exchanges=_split(args.exchanges),
         periods=_split(args.periods),
         index_ids=_split(args.index_ids),
+        allow_insecure=bool(args.allow_insecure),
     )
     return _print_stream(feed, args)
 
@@ -469,7 +471,13 @@ def _print_stream(feed: tw.CoinAPI | tw.Moment, args: argparse.Namespace) -> int
     show_events = not args.data_only
     seen = 0
     out = sys.stdout
-    with tw.connect(feed, keep_raw=bool(args.raw)) as stream:
+    try:
+        # Refuses, among other misuse, ws:// to a host that is not loopback (--allow-insecure).
+        stream = tw.connect(feed, keep_raw=bool(args.raw))
+    except ValueError as e:
+        print(f"tickwire stream: {e}", file=sys.stderr)
+        return EXIT_USAGE
+    with stream:
         try:
             while count is None or seen < count:
                 timeout = 0.5
@@ -637,6 +645,9 @@ def _output_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--raw", action="store_true", help="include each message's raw text")
     p.add_argument(
         "--data-only", action="store_true", help="leave out events, heartbeats and notices"
+    )
+    p.add_argument(
+        "--allow-insecure", action="store_true", help="allow ws:// (key in clear) to other hosts"
     )
 
 

@@ -68,3 +68,15 @@ pub fn flush(py: Python<'_>) {
         let _ = logger.call_method1(pyo3::intern!(py, "log"), (py_level, message));
     }
 }
+
+/// Takes the buffer's lock across a fork (see `runtime::install_fork_hooks`), so a child never
+/// inherits it held by a thread that did not come along.
+pub fn before_fork() {
+    std::mem::forget(RECORDS.lock());
+}
+
+/// Releases the lock [`before_fork`] took, in the parent and in the child.
+pub fn after_fork() {
+    // SAFETY: `before_fork` locked it on this thread and forgot the guard.
+    unsafe { RECORDS.force_unlock() };
+}

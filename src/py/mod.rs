@@ -24,6 +24,7 @@ fn io_mode() -> &'static str {
 pub fn register(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add("__version__", env!("CARGO_PKG_VERSION"))?;
     logs::install();
+    runtime::install_fork_hooks();
     errors::register(m)?;
     messages::register(m)?;
     m.add_class::<batch::Batch>()?;

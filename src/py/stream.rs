@@ -38,6 +38,9 @@ pub struct StreamCore {
     lag: Mutex<LatencyHistogram>,
     /// How long a wait spins before it sleeps (`busy_poll`); zero: never spins.
     busy_poll: Duration,
+    /// The process's fork generation when the stream was made: another one means this is a
+    /// forked child's copy, whose queue, locks and task belong to the parent's runtime.
+    generation: u64,
 }
 
 /// `tickwire.Stats`: a snapshot of a stream's counters.
@@ -269,6 +272,22 @@ impl StreamCore {
         }
     }
 
+    /// Whether this is a forked child's copy of a parent's stream.
+    fn inherited(&self) -> bool {
+        self.generation != super::runtime::fork_generation()
+    }
+
+    /// Refuses a stream made before `fork()`: its locks may be held by threads that did not
+    /// come along, and its task runs in the parent only.
+    fn usable(&self) -> PyResult<()> {
+        if self.inherited() {
+            return Err(super::errors::StreamClosed::new_err(
+                "the stream was created before fork: streams do not cross os.fork();                  connect again in the child",
+            ));
+        }
+        Ok(())
+    }
+
     fn send(&self, cmd: Command) -> PyResult<()> {
         if self.queue.is_closed_by_user() {
             return Err(Error::Closed.into());
@@ -446,6 +465,7 @@ impl StreamCore {
             latency: Mutex::new(LatencyHistogram::default()),
             lag: Mutex::new(LatencyHistogram::default()),
             busy_poll,
+            generation: super::runtime::fork_generation(),
         })
     }
 
@@ -453,6 +473,7 @@ impl StreamCore {
     /// Returns a `Batch`, `True` when nothing came in time, `False` at the end of the stream.
     #[pyo3(signature = (timeout=None))]
     fn poll(&self, py: Python<'_>, timeout: Option<f64>) -> PyResult<Py<PyAny>> {
+        self.usable()?;
         let wait = timeout.map(bounded);
         let deadline = wait.map(|w| std::time::Instant::now() + w);
         if let Some(pop) = self.spin(py, wait) {
@@ -482,6 +503,7 @@ impl StreamCore {
     /// A batch if one is ready; otherwise arms the wake-up fd and returns `True`
     /// (`False` at the end of the stream).
     fn poll_or_arm(&self, py: Python<'_>) -> PyResult<Py<PyAny>> {
+        self.usable()?;
         if let Some(pop) = self.spin(py, None) {
             return self.answer(py, pop);
         }
@@ -508,6 +530,7 @@ impl StreamCore {
     /// the I/O runtime takes the GIL to complete an asyncio future for every batch).
     #[cfg(feature = "async-runtimes")]
     fn next_batch_future<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyAny>> {
+        self.usable()?;
         static BRIDGED: std::sync::Once = std::sync::Once::new();
         // Ignored error: the bridge was already given a runtime, which can only be ours.
         BRIDGED.call_once(|| {
@@ -529,6 +552,7 @@ impl StreamCore {
 
     /// Waits (without the GIL) until the first connection attempt settled; raises its failure.
     fn wait_connected(&self, py: Python<'_>, timeout: f64) -> PyResult<bool> {
+        self.usable()?;
         let deadline = std::time::Instant::now() + bounded(timeout);
         loop {
             let q = &self.queue;
@@ -547,6 +571,7 @@ impl StreamCore {
 
     /// True once settled (raising an early failure); otherwise arms the wake-up fd.
     fn connected_or_arm(&self) -> PyResult<bool> {
+        self.usable()?;
         if self.queue.settled_or_arm() {
             return self.check_connected();
         }
@@ -560,6 +585,7 @@ impl StreamCore {
     }
 
     fn stats(&self, py: Python<'_>) -> PyResult<Stats> {
+        self.usable()?;
         super::logs::flush(py);
         let s = self.queue.stats.snapshot();
         let h = self.latency.lock().clone();
@@ -606,6 +632,7 @@ impl StreamCore {
         instruments: Vec<String>,
         all: bool,
     ) -> PyResult<()> {
+        self.usable()?;
         let change = self.change(
             [data_types, symbols, assets, exchanges, periods, index_ids],
             instruments,
@@ -620,18 +647,32 @@ impl StreamCore {
 
     /// Closes the connection and discards what is queued; idempotent.
     fn close(&self) {
+        if self.inherited() {
+            // The parent's to close; the child's copy of the socket is closed already.
+            return;
+        }
         self.queue.close();
         let _ = self.commands.send(Command::Close);
     }
 
     #[getter]
     fn closed(&self) -> bool {
-        self.queue.is_closed_by_user()
+        // An inherited stream was not closed by the user; using it raises on its own.
+        !self.inherited() && self.queue.is_closed_by_user()
     }
 }
 
 impl Drop for StreamCore {
     fn drop(&mut self) {
+        if self.inherited() {
+            // Closing the queue or the command channel would take locks and wake a task of
+            // the parent's runtime (its scheduler state is in this process too, possibly
+            // locked by a thread that did not come along): leave both alone, leaked.
+            let (queue, commands) = (self.queue.clone(), self.commands.clone());
+            std::mem::forget(queue);
+            std::mem::forget(commands);
+            return;
+        }
         self.queue.close();
         let _ = self.commands.send(Command::Close);
     }
