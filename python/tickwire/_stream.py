@@ -39,6 +39,18 @@ class Stream:
         self._loop: asyncio.AbstractEventLoop | None = None
         self._waiter: asyncio.Future[None] | None = None
 
+    def __repr__(self) -> str:
+        if self._core.closed:
+            state = "closed"
+        elif self._ended:
+            state = "ended"
+        else:
+            state = "open"
+        return (
+            f"<tickwire.Stream id={self._core.id} {self._core.url} {state}, "
+            f"{self._core.stats().messages:,} messages>"
+        )
+
     # -- sync ---------------------------------------------------------------------------
     def __enter__(self) -> Stream:
         self._core.wait_connected(self._connect_timeout)

@@ -41,7 +41,14 @@ pub struct StreamCore {
     /// The process's fork generation when the stream was made: another one means this is a
     /// forked child's copy, whose queue, locks and task belong to the parent's runtime.
     generation: u64,
+    /// Process-unique, in order of creation; tags the stream's log records.
+    id: u64,
+    /// The URL as tickwire shows it (no key).
+    shown_url: String,
 }
+
+/// The next stream's id.
+static NEXT_ID: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(1);
 
 /// `tickwire.Stats`: a snapshot of a stream's counters.
 #[pyclass(frozen, get_all, module = "tickwire._core", name = "Stats")]
@@ -68,23 +75,37 @@ pub struct Stats {
     pub lag_us: Py<PyDict>,
 }
 
+/// The attributes `Stats`' repr shows, in order.
+const STATS_SHOWN: &[&str] = &[
+    "messages",
+    "bytes",
+    "batches",
+    "gaps",
+    "duplicates",
+    "dropped",
+    "parse_errors",
+    "reconnects",
+    "last_frame_age_s",
+    "latency_us",
+    "queue_depth",
+    "queue_high_water",
+    "lag_us",
+];
+
 #[pymethods]
 impl Stats {
-    fn __repr__(&self) -> String {
-        format!(
-            "Stats(messages={}, bytes={}, batches={}, gaps={}, duplicates={}, dropped={}, \
-             parse_errors={}, reconnects={}, queue_depth={}, queue_high_water={})",
-            self.messages,
-            self.bytes,
-            self.batches,
-            self.gaps,
-            self.duplicates,
-            self.dropped,
-            self.parse_errors,
-            self.reconnects,
-            self.queue_depth,
-            self.queue_high_water
-        )
+    /// Every counter, the last frame's age (ms precision) and the latency quantiles.
+    fn __repr__(slf: &Bound<'_, Self>) -> PyResult<String> {
+        let mut parts = Vec::with_capacity(STATS_SHOWN.len());
+        for name in STATS_SHOWN {
+            let shown = match slf.getattr(*name)?.extract::<Option<f64>>() {
+                // Floats (the age) to the millisecond; a full repr would be noise.
+                Ok(Some(v)) if *name == "last_frame_age_s" => format!("{v:.3}"),
+                _ => slf.getattr(*name)?.repr()?.to_string(),
+            };
+            parts.push(format!("{name}={shown}"));
+        }
+        Ok(format!("Stats({})", parts.join(", ")))
     }
 }
 
@@ -456,7 +477,11 @@ impl StreamCore {
         .map_err(|e| Error::Config(format!("cannot create the wake-up pipe: {e}")))?;
         let queue =
             Queue::with_max_bytes(queue_size, queue_bytes, batch_size, overflow, Some(wake));
-        let commands = client::spawn(io().handle(), config, queue.clone());
+        let id = NEXT_ID.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let shown_url = client::redact_url(&config.connect.url);
+        // The application may have set the `tickwire` logger's level since the last look.
+        Python::attach(super::logs::sync_level);
+        let commands = client::spawn(io().handle(), config, queue.clone(), id);
         Ok(StreamCore {
             session,
             queue,
@@ -466,7 +491,21 @@ impl StreamCore {
             lag: Mutex::new(LatencyHistogram::default()),
             busy_poll,
             generation: super::runtime::fork_generation(),
+            id,
+            shown_url,
         })
+    }
+
+    /// The stream's process-unique id (its log records carry it as `stream_id`).
+    #[getter]
+    fn id(&self) -> u64 {
+        self.id
+    }
+
+    /// The URL as tickwire shows it (no key).
+    #[getter]
+    fn url(&self) -> &str {
+        &self.shown_url
     }
 
     /// Waits up to `timeout` seconds (`None`: forever) for a batch, without the GIL.
