@@ -308,6 +308,68 @@ impl Metadata {
     fn __repr__(&self, py: Python<'_>) -> PyResult<String> {
         Ok(format!("Metadata(type={})", self.type_.bind(py).repr()?))
     }
+
+    /// Everything the message holds: `type`, `recv_ns`, `raw`, and its text.
+    fn _values<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyTuple>> {
+        self.values_tuple(py)
+    }
+
+    /// Rebuilds a message from `_values()` (the unpickling path).
+    #[classmethod]
+    fn _restore(_cls: &Bound<'_, PyType>, values: &Bound<'_, PyTuple>) -> PyResult<Self> {
+        let mut items = values.iter();
+        let out = Metadata {
+            type_: take(&mut items, "Metadata")?,
+            recv_ns: take(&mut items, "Metadata")?,
+            raw: take(&mut items, "Metadata")?,
+            json: take(&mut items, "Metadata")?,
+        };
+        if items.next().is_some() {
+            return Err(pyo3::exceptions::PyValueError::new_err(
+                "Metadata._restore: too many values",
+            ));
+        }
+        Ok(out)
+    }
+
+    fn __reduce__<'py>(slf: &Bound<'py, Self>) -> PyResult<Bound<'py, PyTuple>> {
+        let values = slf.get().values_tuple(slf.py())?;
+        reduce(slf.as_any(), values)
+    }
+
+    fn __richcmp__<'py>(&self, other: &Bound<'py, PyAny>, op: CompareOp) -> PyResult<Py<PyAny>> {
+        let py = other.py();
+        let theirs = match other.cast::<Self>() {
+            Ok(o) => Some(o.get().values_tuple(py)?),
+            Err(_) => None,
+        };
+        compare(self.values_tuple(py)?, theirs, op)
+    }
+
+    fn __hash__(&self, py: Python<'_>) -> PyResult<isize> {
+        hash_of(&self.values_tuple(py)?)
+    }
+
+    /// `type`, `recv_ns`, `fields` (parsed), and `raw` when kept.
+    fn to_dict<'py>(slf: &Bound<'py, Self>) -> PyResult<Bound<'py, PyDict>> {
+        dict_of(slf.as_any(), &["fields"], slf.get().raw.as_deref())
+    }
+}
+
+impl Metadata {
+    /// The value tuple: the metadata's text stands for its fields (equal text, equal fields).
+    fn values_tuple<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyTuple>> {
+        use pyo3::IntoPyObjectExt;
+        PyTuple::new(
+            py,
+            [
+                self.type_.bind(py).clone().into_any(),
+                self.recv_ns.into_bound_py_any(py)?,
+                (&self.raw).into_bound_py_any(py)?,
+                (&self.json).into_bound_py_any(py)?,
+            ],
+        )
+    }
 }
 message_class!(Unknown, "Unknown", []);
 
