@@ -39,6 +39,18 @@ class Stream:
         self._loop: asyncio.AbstractEventLoop | None = None
         self._waiter: asyncio.Future[None] | None = None
 
+    def __repr__(self) -> str:
+        if self._core.closed:
+            state = "closed"
+        elif self._ended:
+            state = "ended"
+        else:
+            state = "open"
+        return (
+            f"<tickwire.Stream id={self._core.id} {self._core.url} {state}, "
+            f"{self._core.stats().messages:,} messages>"
+        )
+
     # -- sync ---------------------------------------------------------------------------
     def __enter__(self) -> Stream:
         self._core.wait_connected(self._connect_timeout)
@@ -209,6 +221,7 @@ def connect(
     *,
     batch_size: int = 1024,
     queue_size: int = 262_144,
+    queue_bytes: int = 256 * 2**20,
     overflow: Overflow = "block",
     heartbeat_timeout: float | None = None,
     ping_timeout: float | None = 10.0,
@@ -271,6 +284,7 @@ def connect(
         update_limit_ms_index=scope.update_limit_ms_index,
         batch_size=batch_size,
         queue_size=queue_size,
+        queue_bytes=queue_bytes,
         overflow=overflow,
         heartbeat_timeout=heartbeat_timeout,
         ping_timeout=ping_timeout,

@@ -34,12 +34,21 @@ pub struct StreamCore {
     commands: mpsc::UnboundedSender<Command>,
     keys: Arc<Mutex<KeyCache>>,
     latency: Mutex<LatencyHistogram>,
+    /// Consumer clock minus the server's `time_coinapi`, for messages that carry one.
+    lag: Mutex<LatencyHistogram>,
     /// How long a wait spins before it sleeps (`busy_poll`); zero: never spins.
     busy_poll: Duration,
     /// The process's fork generation when the stream was made: another one means this is a
     /// forked child's copy, whose queue, locks and task belong to the parent's runtime.
     generation: u64,
+    /// Process-unique, in order of creation; tags the stream's log records.
+    id: u64,
+    /// The URL as tickwire shows it (no key).
+    shown_url: String,
 }
+
+/// The next stream's id.
+static NEXT_ID: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(1);
 
 /// `tickwire.Stats`: a snapshot of a stream's counters.
 #[pyclass(frozen, get_all, module = "tickwire._core", name = "Stats")]
@@ -56,23 +65,47 @@ pub struct Stats {
     pub last_frame_age_s: Option<f64>,
     /// Socket read to consumer, microseconds: `{"p50", "p99", "max"}`.
     pub latency_us: Py<PyDict>,
+    /// Envelopes (messages and events) waiting in the queue now.
+    pub queue_depth: u64,
+    /// The most envelopes the queue held at once.
+    pub queue_high_water: u64,
+    /// When the consumer took a message minus its `time_coinapi`, microseconds: `{"p50",
+    /// "p99"}` (zero before the first such message; clock skew between the server and this
+    /// machine is included, negative values count as zero).
+    pub lag_us: Py<PyDict>,
 }
+
+/// The attributes `Stats`' repr shows, in order.
+const STATS_SHOWN: &[&str] = &[
+    "messages",
+    "bytes",
+    "batches",
+    "gaps",
+    "duplicates",
+    "dropped",
+    "parse_errors",
+    "reconnects",
+    "last_frame_age_s",
+    "latency_us",
+    "queue_depth",
+    "queue_high_water",
+    "lag_us",
+];
 
 #[pymethods]
 impl Stats {
-    fn __repr__(&self) -> String {
-        format!(
-            "Stats(messages={}, bytes={}, batches={}, gaps={}, duplicates={}, dropped={}, \
-             parse_errors={}, reconnects={})",
-            self.messages,
-            self.bytes,
-            self.batches,
-            self.gaps,
-            self.duplicates,
-            self.dropped,
-            self.parse_errors,
-            self.reconnects
-        )
+    /// Every counter, the last frame's age (ms precision) and the latency quantiles.
+    fn __repr__(slf: &Bound<'_, Self>) -> PyResult<String> {
+        let mut parts = Vec::with_capacity(STATS_SHOWN.len());
+        for name in STATS_SHOWN {
+            let shown = match slf.getattr(*name)?.extract::<Option<f64>>() {
+                // Floats (the age) to the millisecond; a full repr would be noise.
+                Ok(Some(v)) if *name == "last_frame_age_s" => format!("{v:.3}"),
+                _ => slf.getattr(*name)?.repr()?.to_string(),
+            };
+            parts.push(format!("{name}={shown}"));
+        }
+        Ok(format!("Stats({})", parts.join(", ")))
     }
 }
 
@@ -140,12 +173,32 @@ fn run_until_ready(inline: InlineIo<'_>, q: &Queue, mut more: impl FnMut() -> bo
     });
 }
 
+/// The server's own stamp of a CoinAPI message, for `lag_us`.
+fn time_coinapi(msg: &crate::model::Msg) -> Option<i64> {
+    use crate::model::Msg;
+    match msg {
+        Msg::Trade(m) => Some(m.time_coinapi),
+        Msg::Quote(m) => Some(m.time_coinapi),
+        Msg::Book(m) => Some(m.time_coinapi),
+        Msg::BookL3(m) => Some(m.time_coinapi),
+        Msg::Index(m) => Some(m.time_coinapi),
+        _ => None,
+    }
+}
+
 impl StreamCore {
     fn record_latency(&self, items: &[crate::model::Envelope]) {
         let now = wall_ns();
         let mut h = self.latency.lock();
         for e in items {
             h.record_ns(now - e.recv_ns);
+        }
+        drop(h);
+        let mut lag = self.lag.lock();
+        for e in items {
+            if let Some(t) = time_coinapi(&e.msg) {
+                lag.record_ns(now.saturating_sub(t));
+            }
         }
     }
 
@@ -278,7 +331,8 @@ impl StreamCore {
         index_ids, heartbeat, update_limit_ms_quote, update_limit_ms_book_snapshot,
         update_limit_ms_exrate, update_limit_ms_index, batch_size, queue_size, overflow,
         heartbeat_timeout, ping_timeout, connect_timeout, reconnect, compression,
-        max_message_size, ca_file, keep_raw, busy_poll=0.0))]
+        max_message_size, ca_file, keep_raw, busy_poll=0.0,
+        queue_bytes=crate::delivery::queue::DEFAULT_MAX_BYTES))]
     fn py_new(
         url: &str,
         protocol: &str,
@@ -310,6 +364,7 @@ impl StreamCore {
         ca_file: Option<PathBuf>,
         keep_raw: bool,
         busy_poll: f64,
+        queue_bytes: usize,
     ) -> PyResult<Self> {
         let busy_poll = match busy_poll {
             0.0 => Duration::ZERO,
@@ -329,8 +384,11 @@ impl StreamCore {
                     "url scheme must be ws or wss, not {s}"
                 ))),
             })?;
-        if batch_size == 0 || queue_size == 0 {
-            return Err(Error::Config("batch_size and queue_size must be positive".into()).into());
+        if batch_size == 0 || queue_size == 0 || queue_bytes == 0 {
+            return Err(Error::Config(
+                "batch_size, queue_size and queue_bytes must be positive".into(),
+            )
+            .into());
         }
         let overflow = overflow_of(overflow)?;
         let scope = Scope {
@@ -417,17 +475,37 @@ impl StreamCore {
             crate::delivery::wake::WakePipe::new()
         }
         .map_err(|e| Error::Config(format!("cannot create the wake-up pipe: {e}")))?;
-        let queue = Queue::new(queue_size, batch_size, overflow, Some(wake));
-        let commands = client::spawn(io().handle(), config, queue.clone());
+        let queue =
+            Queue::with_max_bytes(queue_size, queue_bytes, batch_size, overflow, Some(wake));
+        let id = NEXT_ID.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let shown_url = client::redact_url(&config.connect.url);
+        // The application may have set the `tickwire` logger's level since the last look.
+        Python::attach(super::logs::sync_level);
+        let commands = client::spawn(io().handle(), config, queue.clone(), id);
         Ok(StreamCore {
             session,
             queue,
             commands,
             keys: Arc::new(Mutex::new(KeyCache::default())),
             latency: Mutex::new(LatencyHistogram::default()),
+            lag: Mutex::new(LatencyHistogram::default()),
             busy_poll,
             generation: super::runtime::fork_generation(),
+            id,
+            shown_url,
         })
+    }
+
+    /// The stream's process-unique id (its log records carry it as `stream_id`).
+    #[getter]
+    fn id(&self) -> u64 {
+        self.id
+    }
+
+    /// The URL as tickwire shows it (no key).
+    #[getter]
+    fn url(&self) -> &str {
+        &self.shown_url
     }
 
     /// Waits up to `timeout` seconds (`None`: forever) for a batch, without the GIL.
@@ -554,6 +632,11 @@ impl StreamCore {
         lat.set_item("p50", h.quantile_us(0.5))?;
         lat.set_item("p99", h.quantile_us(0.99))?;
         lat.set_item("max", h.max_us())?;
+        let g = self.lag.lock().clone();
+        let lag = PyDict::new(py);
+        lag.set_item("p50", g.quantile_us(0.5))?;
+        lag.set_item("p99", g.quantile_us(0.99))?;
+        let (depth, high_water, _) = self.queue.depth();
         Ok(Stats {
             messages: s.messages,
             bytes: s.bytes,
@@ -566,6 +649,9 @@ impl StreamCore {
             last_frame_age_s: (s.last_frame_ns > 0)
                 .then(|| (wall_ns() - s.last_frame_ns) as f64 / 1e9),
             latency_us: lat.unbind(),
+            queue_depth: depth as u64,
+            queue_high_water: high_water as u64,
+            lag_us: lag.unbind(),
         })
     }
 
