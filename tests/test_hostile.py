@@ -358,27 +358,29 @@ FORK_SCRIPT = textwrap.dedent(
     feed = tw.CoinAPI("k", url=url, data_types=["trade"], heartbeat=False)
 
     def child(parent_stream):
-        # The parent's socket is closed in the child (its only socket), without a word to the
-        # server; the inherited stream refuses, naming the fork; a new one streams.
+        # Exit status, a bit per failure: 1 the inherited stream did not refuse naming the
+        # fork, 2 a new stream did not stream, 4 the parent's socket stayed open here (it is
+        # the only socket: closed without a word to the server).
         fds = [os.readlink(f"/proc/self/fd/{fd}") for fd in os.listdir("/proc/self/fd")
                if os.path.exists(f"/proc/self/fd/{fd}")]
-        if any(link.startswith("socket:") for link in fds):
-            return 14
+        status = 4 if any(link.startswith("socket:") for link in fds) else 0
         try:
             parent_stream.next_batch(timeout=1)
-            return 10
+            status |= 1
         except tw.StreamClosed as e:
             if "before fork" not in str(e):
-                return 11
+                status |= 1
+        except tw.TickwireError:
+            status |= 1
         try:
             with tw.connect(feed, connect_timeout=5) as s:
                 for _ in range(50):
                     b = s.next_batch(timeout=5)
                     if b is not None and any(isinstance(m, tw.Trade) for m in b):
-                        return 0
-                return 12
+                        return status
         except tw.TickwireError:
-            return 13
+            pass
+        return status | 2
 
     out = {"children": [], "parent_messages_after_last_fork": 0}
     with tw.connect(feed) as stream:
