@@ -44,10 +44,14 @@ def _serve(conn: Connection, port: int, kw: dict[str, Any]) -> None:
             faults = tw.Faults(**msg[1]) if msg[1] else None
             sim = tw.Simulator(port=port, faults=faults, record=False, **kw)
             conn.send(sim.url)
+        elif msg[0] == "finished":
+            st = sim.stats()
+            conn.send(st.finished)
         elif msg[0] == "stop":
+            # Read before closing: a closed simulator has no counters. With `total=` the
+            # simulator has finished sending by now, so this is exact.
             st = sim.stats()
             sim.close()
-            st = sim.stats()
             conn.send({"messages_sent": st.messages_sent, "connections": st.connections})
             sim = None
         else:
@@ -75,9 +79,15 @@ class SimProcess:
         self.connections = 0
 
     def start(self, **faults: Any) -> str:
-        self.conn.send(("start", faults))
+        self.conn.send(("start", {k: v for k, v in faults.items() if v is not None}))
         url: str = self.conn.recv()
         return url
+
+    def finished(self) -> bool:
+        """True once a simulator started with `total=` has sent it all."""
+        self.conn.send(("finished",))
+        done: bool = self.conn.recv()
+        return done
 
     def stop(self) -> None:
         self.conn.send(("stop",))

@@ -33,7 +33,9 @@ def consume(stream: Any, tally: Tally, seconds: float) -> None:
 
 
 def run(policy: str, malformed_every: int | None, args: argparse.Namespace) -> dict[str, Any]:
-    sim = SimProcess(rate=args.rate, symbols=args.symbols)
+    # `total`: the simulator stops after the run's worth of events, so its count is final.
+    total = int(args.rate * (args.warmup + args.stall + args.after))
+    sim = SimProcess(rate=args.rate, symbols=args.symbols, total=total)
     url = sim.start(malformed_every=malformed_every)
     feed = tw.CoinAPI(url=url, data_types=ALL_TYPES, assets=QUOTE_ASSETS, heartbeat=False)
     tally = Tally()
@@ -48,6 +50,9 @@ def run(policy: str, malformed_every: int | None, args: argparse.Namespace) -> d
             time.sleep(0.25)
         during = stream.stats()
         consume(stream, tally, args.after)
+        deadline = time.monotonic() + 120
+        while not sim.finished() and time.monotonic() < deadline:
+            consume(stream, tally, 0.2)
         sim.stop()
         for batch in stream:  # to the end: Disconnected, then iteration stops
             tally.take(batch)
