@@ -263,3 +263,25 @@ fn nesting_depth(json: &[u8]) -> usize {
     }
     deepest
 }
+
+#[cfg(test)]
+mod depth_tests {
+    use super::*;
+    use crate::codec::CoinApiDecoder;
+
+    #[test]
+    fn metadata_deeper_than_the_limit_is_a_decode_error() {
+        assert_eq!(nesting_depth(br#"{"a":"[[[{{\"","b":[1,{"c":[]}]}"#), 4);
+        let mut deep = br#"{"type":"asset","asset_id":"X","n":"#.to_vec();
+        deep.extend(std::iter::repeat_n(b'[', 1000));
+        deep.extend(std::iter::repeat_n(b']', 1000));
+        deep.push(b'}');
+        let err = CoinApiDecoder::default().decode(&deep).unwrap_err();
+        assert!(err.0.contains("nested deeper than 32"), "{err}");
+        let flat = br#"{"type":"symbol","symbol_id":"S","x":[[1]]}"#;
+        assert!(matches!(
+            CoinApiDecoder::default().decode(flat),
+            Ok(Msg::Metadata(_))
+        ));
+    }
+}

@@ -217,9 +217,10 @@ impl Queue {
         Self::with_max_bytes(capacity, DEFAULT_MAX_BYTES, batch_size, overflow, wake)
     }
 
-    /// A queue bounded by `capacity` envelopes and `max_bytes` of their [`weight`]. A single
-    /// push larger than either bound is still taken into an empty queue (a batch is at most
-    /// `batch_size`), so the bounds are exceeded by at most one batch.
+    /// A queue bounded by `capacity` envelopes and `max_bytes` of their [`weight`]. Under
+    /// `block` and `conflate` a single push larger than either bound is still taken into an
+    /// empty queue (a batch is at most `batch_size`), so those exceed the bounds by at most one
+    /// batch; `drop_oldest` trims even that.
     pub fn with_max_bytes(
         capacity: usize,
         max_bytes: usize,
@@ -287,7 +288,6 @@ impl Queue {
     fn append(&self, st: &mut State, mut items: Vec<Envelope>, bytes: usize) {
         st.queued += items.len();
         st.bytes += bytes;
-        st.high_water = st.high_water.max(st.queued);
         if let Some(last) = st.batches.back_mut() {
             if last.len() + items.len() <= self.batch_size {
                 last.append(&mut items);
@@ -298,20 +298,19 @@ impl Queue {
     }
 
     /// True when `n` more envelopes of `bytes` fit under both bounds (an empty queue takes
-    /// anything, so one oversized batch cannot wedge the stream).
+    /// anything, so one oversized batch cannot wedge a blocking stream; `drop_oldest` then
+    /// trims it).
     fn fits(&self, st: &State, n: usize, bytes: usize) -> bool {
-        st.queued == 0 || (st.queued + n <= self.capacity && st.bytes + bytes <= self.max_bytes)
+        (st.queued == 0 && self.overflow != Overflow::DropOldest)
+            || (st.queued + n <= self.capacity && st.bytes + bytes <= self.max_bytes)
     }
 
-    /// Drops the oldest droppable envelopes until `incoming` more (of `incoming_bytes`) fit,
-    /// and says so in a `Dropped` event where the first of them was, merged with a `Dropped`
+    /// Drops the oldest droppable envelopes until the queue is within its bounds, and says so in a `Dropped` event where the first of them was, merged with a `Dropped`
     /// right before it. Milestones stay, in order; a `Gap` goes with the message after it.
     /// Only the front of the queue is touched: the batches it empties are freed and the one
     /// it stops in is compacted, so no half-empty batch keeps a large allocation.
-    fn drop_oldest(&self, st: &mut State, incoming: usize, incoming_bytes: usize) {
-        let over = |st: &State| {
-            st.queued + incoming > self.capacity || st.bytes + incoming_bytes > self.max_bytes
-        };
+    fn drop_oldest(&self, st: &mut State) {
+        let over = |st: &State| st.queued > self.capacity || st.bytes > self.max_bytes;
         if !over(st) {
             return;
         }
@@ -496,7 +495,7 @@ impl Queue {
                 if items.is_empty() {
                     return true;
                 }
-                let mut bytes: usize = items.iter().map(weight).sum();
+                let bytes: usize = items.iter().map(weight).sum();
                 let mut fits = self.fits(&st, items.len(), bytes);
                 if !fits
                     && self.overflow == Overflow::Conflate
@@ -507,17 +506,13 @@ impl Queue {
                     self.signal(&mut st);
                 }
                 if fits || self.overflow == Overflow::DropOldest {
+                    self.append(&mut st, items, bytes);
                     if !fits {
-                        self.drop_oldest(&mut st, items.len(), bytes);
-                        // The queue's newest envelope may have gone: fold against the new one.
-                        let prev = st.batches.back_mut().and_then(|b| b.last_mut());
-                        if fold_parse_errors(prev, &mut items) > 0 {
-                            bytes = items.iter().map(weight).sum();
-                        }
+                        // Oldest first, the new messages included: a single push larger than
+                        // the bounds loses its own oldest part too.
+                        self.drop_oldest(&mut st);
                     }
-                    if !items.is_empty() {
-                        self.append(&mut st, items, bytes);
-                    }
+                    st.high_water = st.high_water.max(st.queued);
                     self.signal(&mut st);
                     return true;
                 }
