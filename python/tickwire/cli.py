@@ -20,7 +20,9 @@ Only public ``tickwire`` names are used here, so this module doubles as an examp
 from __future__ import annotations
 
 import argparse
+import ipaddress
 import json
+import math
 import os
 import signal
 import sys
@@ -29,7 +31,8 @@ import time
 from collections import Counter
 from collections.abc import Callable, Iterable, Sequence
 from types import FrameType
-from typing import Any, TextIO
+from typing import Any, NoReturn, TextIO
+from urllib.parse import urlsplit
 
 import tickwire as tw
 
@@ -39,6 +42,18 @@ EXIT_OK = 0
 EXIT_ERROR = 1
 EXIT_USAGE = 2
 EXIT_AUTH = 3
+
+
+class UsageError(Exception):
+    """Bad input found after parsing (a feed or simulator refused a value): exit 2, one line."""
+
+
+class _Parser(argparse.ArgumentParser):
+    """argparse with one-line usage errors: ``tickwire demo: argument --seconds: ...``."""
+
+    def error(self, message: str) -> NoReturn:
+        self.exit(EXIT_USAGE, f"{self.prog}: {message} (see {self.prog} --help)\n")
+
 
 #: Every CoinAPI market-data type the simulator generates.
 MARKET_TYPES: tuple[str, ...] = (
@@ -263,16 +278,25 @@ def _demo_filter(args: argparse.Namespace) -> tuple[str, ...]:
 
 def cmd_sim(args: argparse.Namespace) -> int:
     seconds = None if args.seconds is None else float(args.seconds)
-    with tw.Simulator(
-        args.protocol,
-        host=str(args.host),
-        port=int(args.port),
-        rate=int(args.rate),
-        symbols=int(args.symbols),
-        seed=int(args.seed),
-        total=None if args.total is None else int(args.total),
-        heartbeat_spelling=str(args.heartbeat_spelling),
-    ) as sim:
+    try:
+        simulator = tw.Simulator(
+            args.protocol,
+            host=str(args.host),
+            port=int(args.port),
+            rate=int(args.rate),
+            symbols=int(args.symbols),
+            seed=int(args.seed),
+            total=None if args.total is None else int(args.total),
+            heartbeat_spelling=str(args.heartbeat_spelling),
+            api_key=args.api_key,
+        )
+    except (ValueError, OverflowError) as exc:
+        raise UsageError(str(exc)) from None
+    except OSError as exc:
+        # Not loopback, or the port is taken: say which, in one line.
+        print(f"tickwire sim: {exc}", file=sys.stderr)
+        return EXIT_USAGE if "loopback" in str(exc) else EXIT_ERROR
+    with simulator as sim:
         if args.protocol == "coinapi":
             print(f"coinapi {sim.url}", flush=True)
         else:
@@ -309,10 +333,12 @@ def _split(values: Iterable[str] | None) -> tuple[str, ...]:
 
 
 def cmd_stream_moment(args: argparse.Namespace) -> int:
-    if not os.environ.get("MOMENT_API_KEY"):
+    # A loopback URL is the simulator, which needs a key only when started with --api-key.
+    if not os.environ.get("MOMENT_API_KEY") and not (args.url and is_loopback_url(args.url)):
         print("tickwire stream moment: set MOMENT_API_KEY to your Moment key", file=sys.stderr)
         return EXIT_USAGE
-    feed = tw.Moment(
+    feed = _feed(
+        tw.Moment,
         args.stream,
         environment=str(args.environment),
         url=args.url,
@@ -324,12 +350,22 @@ def cmd_stream_moment(args: argparse.Namespace) -> int:
     return _print_stream(feed, args)
 
 
+def _feed(make: Callable[..., Any], *args: Any, **kw: Any) -> Any:
+    """A feed from the command line's values; a value the feed refuses is a usage error."""
+    try:
+        return make(*args, **kw)
+    except (ValueError, TypeError) as exc:
+        raise UsageError(str(exc)) from None
+
+
 def cmd_stream_coinapi(args: argparse.Namespace) -> int:
-    if not os.environ.get("COINAPI_KEY"):
+    # A loopback URL is the simulator, which needs a key only when started with --api-key.
+    if not os.environ.get("COINAPI_KEY") and not is_loopback_url(str(args.url)):
         print("tickwire stream coinapi: set COINAPI_KEY to your CoinAPI key", file=sys.stderr)
         return EXIT_USAGE
     types = _split(args.types) or ("trade",)
-    feed = tw.CoinAPI(
+    feed = _feed(
+        tw.CoinAPI,
         url=str(args.url),
         data_types=types,
         symbols=_split(args.symbols),
@@ -348,7 +384,12 @@ def _print_stream(feed: tw.CoinAPI | tw.Moment, args: argparse.Namespace) -> int
     show_events = not args.data_only
     seen = 0
     out = sys.stdout
-    with tw.connect(feed, keep_raw=bool(args.raw)) as stream:
+    try:
+        stream = tw.connect(feed, keep_raw=bool(args.raw))
+    except ValueError as exc:
+        # Refused before any I/O (a URL, an option): the user's input.
+        raise UsageError(str(exc)) from None
+    with stream:
         try:
             while count is None or seen < count:
                 timeout = 0.5
@@ -386,9 +427,45 @@ def _print_stream(feed: tw.CoinAPI | tw.Moment, args: argparse.Namespace) -> int
 
 def _positive_float(text: str) -> float:
     value = float(text)
-    if value <= 0:
-        raise argparse.ArgumentTypeError(f"must be > 0, got {text}")
+    if not math.isfinite(value) or value <= 0:
+        raise argparse.ArgumentTypeError(f"must be a finite number > 0, got {text}")
     return value
+
+
+def _port(text: str) -> int:
+    value = int(text)
+    if not 0 <= value <= 65535:
+        raise argparse.ArgumentTypeError(f"must be a port number 0-65535, got {text}")
+    return value
+
+
+def _ws_url(text: str) -> str:
+    """A ``ws://`` or ``wss://`` URL with a host."""
+    try:
+        parts = urlsplit(text)
+        host = parts.hostname
+        parts.port  # noqa: B018 -- raises ValueError for a bad port
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(f"not a URL: {text!r} ({exc})") from None
+    if parts.scheme not in ("ws", "wss"):
+        raise argparse.ArgumentTypeError(
+            f"must be a ws:// or wss:// URL, got {text!r}"
+            + (f" (scheme {parts.scheme!r})" if parts.scheme else "")
+        )
+    if not host:
+        raise argparse.ArgumentTypeError(f"the URL has no host: {text!r}")
+    return text
+
+
+def is_loopback_url(url: str) -> bool:
+    """True when ``url`` points at this machine (127.0.0.0/8, ::1, localhost): the simulator."""
+    host = urlsplit(url).hostname or ""
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
 
 
 def _non_negative_int(text: str) -> int:
@@ -399,7 +476,7 @@ def _non_negative_int(text: str) -> int:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+    parser = _Parser(
         prog="tickwire",
         description="Real-time market data with a Rust core: demo, simulator, live streams.",
         epilog="Exit codes: 0 done, 1 tickwire error, 2 usage, 3 API key rejected.",
@@ -443,13 +520,19 @@ def build_parser() -> argparse.ArgumentParser:
     )
     sim.add_argument("--protocol", choices=("coinapi", "moment"), default="coinapi")
     sim.add_argument("--host", default="127.0.0.1", help="address to bind (127.0.0.1)")
-    sim.add_argument("--port", type=_non_negative_int, default=0, help="0 = any free port (0)")
+    sim.add_argument("--port", type=_port, default=0, help="0 = any free port (0)")
     sim.add_argument("--rate", type=_non_negative_int, default=10_000, help="events/s (10000)")
     sim.add_argument("--symbols", type=_non_negative_int, default=100, help="symbols (100)")
     sim.add_argument("--seed", type=int, default=0, help="seed (0)")
     sim.add_argument("--total", type=_non_negative_int, default=None, help="stop after N events")
     sim.add_argument("--heartbeat-spelling", choices=("heartbeat", "hearbeat"), default="heartbeat")
     sim.add_argument("--seconds", type=_positive_float, default=None, help="serve this long")
+    sim.add_argument(
+        "--api-key",
+        default=None,
+        metavar="KEY",
+        help="accept only this key (others get HTTP 401, so `stream` exits 3); none by default",
+    )
     sim.set_defaults(func=cmd_sim)
 
     stream = sub.add_parser(
@@ -463,7 +546,12 @@ def build_parser() -> argparse.ArgumentParser:
         help="CoinAPI market data (key from COINAPI_KEY)",
         description="Stream CoinAPI market data; the key is read from COINAPI_KEY.",
     )
-    coinapi.add_argument("--url", default="wss://ws.coinapi.io/v1/", help="endpoint URL")
+    coinapi.add_argument(
+        "--url",
+        type=_ws_url,
+        default="wss://ws.coinapi.io/v1/",
+        help="endpoint URL; a loopback one (the simulator) needs no COINAPI_KEY",
+    )
     coinapi.add_argument(
         "--types", nargs="+", metavar="TYPE", help="data types, e.g. trade quote (trade)"
     )
@@ -484,8 +572,15 @@ def build_parser() -> argparse.ArgumentParser:
         "MOMENT_API_KEY.",
     )
     moment.add_argument("stream", choices=("prices", "orders"))
-    moment.add_argument("--environment", default="paper", help="paper or live (paper)")
-    moment.add_argument("--url", default=None, help="endpoint URL (overrides --environment)")
+    moment.add_argument(
+        "--environment", choices=("paper", "live"), default="paper", help="paper or live (paper)"
+    )
+    moment.add_argument(
+        "--url",
+        type=_ws_url,
+        default=None,
+        help="endpoint URL (overrides --environment); a loopback one needs no MOMENT_API_KEY",
+    )
     moment.add_argument("--instruments", nargs="+", metavar="ID", help="CUSIPs or ISINs (prices)")
     moment.add_argument("--all", action="store_true", help="subscribe to every instrument")
     moment.add_argument(
@@ -544,6 +639,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     previous = signal.signal(signal.SIGTERM, _sigterm) if in_main_thread else None
     try:
         return func(args)
+    except UsageError as exc:
+        print(f"tickwire {args.command}: {exc}", file=sys.stderr)
+        return EXIT_USAGE
     except tw.AuthError as exc:
         print(f"tickwire: API key rejected: {exc}", file=sys.stderr)
         return EXIT_AUTH
