@@ -286,3 +286,25 @@ def test_sim_api_key_lets_exit_3_be_tried_offline() -> None:
         if proc.poll() is None:
             proc.kill()
             proc.communicate()
+
+
+@pytest.mark.timeout(90)
+def test_full_speed_demo_labels_queueing_and_adds_paced_latency() -> None:
+    r = tickwire_cmd(
+        "demo", "--seconds", "1", "--symbols", "10", "--paced-rate", "2000", "--paced-seconds", "1"
+    )
+    assert r.returncode == 0, r.stderr
+    assert re.search(r"latency socket read -> Python \(at full speed: queueing", r.stdout), r.stdout
+    paced = re.search(
+        r"latency at 2,000 msg/s \(paced, 1 s, ([\d,]+) messages\): p50 [\d,]+ us", r.stdout
+    )
+    assert paced, r.stdout
+    assert int(paced.group(1).replace(",", "")) > 0
+
+
+@pytest.mark.timeout(60)
+def test_paced_demo_has_no_queueing_label() -> None:
+    r = tickwire_cmd("demo", "--seconds", "1", "--rate", "2000", "--symbols", "10")
+    assert r.returncode == 0, r.stderr
+    assert "queueing" not in r.stdout
+    assert "(paced" not in r.stdout

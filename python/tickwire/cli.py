@@ -144,6 +144,7 @@ def _summary(
     counts: Counter[str],
     stats: tw.Stats,
     interrupted: bool,
+    saturated: bool = False,
 ) -> int:
     """Print the summary table; return the number of market-data messages."""
     data_types = sorted(t for t in counts if t not in EVENT_TYPES and t not in NOTICE_TYPES)
@@ -167,13 +168,42 @@ def _summary(
     )
     out.write(f"  bytes {stats.bytes:,}  batches {stats.batches:,}\n")
     lat = stats.latency_us
+    label = "latency socket read -> Python"
+    if saturated:
+        # At full speed the client is the bottleneck: the figure is time spent queued.
+        label += " (at full speed: queueing, not the client's latency)"
     out.write(
-        "  latency socket read -> Python: "
+        f"  {label}: "
         f"p50 {_fmt_us(lat.get('p50'))}  p99 {_fmt_us(lat.get('p99'))}  "
         f"max {_fmt_us(lat.get('max'))}\n"
     )
     out.flush()
     return data
+
+
+def _paced_latency(out: TextIO, args: argparse.Namespace) -> None:
+    """The latency line a full-speed run cannot give: the same market at a rate the client
+    keeps up with, for ``--paced-seconds``."""
+    rate = int(args.paced_rate)
+    seconds = float(args.paced_seconds)
+    with tw.Simulator(
+        rate=rate, symbols=int(args.symbols), seed=int(args.seed), total=None, record=False
+    ) as sim:
+        feed = tw.CoinAPI(
+            url=sim.url, data_types=MARKET_TYPES, symbols=_demo_filter(args), assets=DEMO_ASSETS
+        )
+        with tw.connect(feed) as stream:
+            deadline = time.monotonic() + seconds
+            while (left := deadline - time.monotonic()) > 0:
+                stream.next_batch(timeout=min(left, 0.1))
+            stats = stream.stats()
+    lat = stats.latency_us
+    out.write(
+        f"  latency at {rate:,} msg/s (paced, {seconds:g} s, {stats.messages:,} messages): "
+        f"p50 {_fmt_us(lat.get('p50'))}  p99 {_fmt_us(lat.get('p99'))}  "
+        f"max {_fmt_us(lat.get('max'))}\n"
+    )
+    out.flush()
 
 
 def _read_for(
@@ -228,12 +258,22 @@ def cmd_demo(args: argparse.Namespace) -> int:
             elapsed, interrupted = _read_for([stream], seconds, counts, progress)
             stats = stream.stats()
         progress.finish()
+    full_speed = int(args.rate) == 0
     data = _summary(
-        out, url=url, elapsed=elapsed, counts=counts, stats=stats, interrupted=interrupted
+        out,
+        url=url,
+        elapsed=elapsed,
+        counts=counts,
+        stats=stats,
+        interrupted=interrupted,
+        saturated=full_speed,
     )
     if data == 0:
         print("tickwire demo: no market data arrived", file=sys.stderr)
         return EXIT_ERROR
+    if full_speed and not interrupted and float(args.paced_seconds) > 0:
+        # Ctrl-C here ends the demo like anywhere else (exit 0, see main).
+        _paced_latency(out, args)
     return EXIT_OK
 
 
@@ -432,6 +472,20 @@ def _positive_float(text: str) -> float:
     return value
 
 
+def _non_negative_float(text: str) -> float:
+    value = float(text)
+    if not math.isfinite(value) or value < 0:
+        raise argparse.ArgumentTypeError(f"must be a finite number >= 0, got {text}")
+    return value
+
+
+def _positive_int(text: str) -> int:
+    value = int(text)
+    if value <= 0:
+        raise argparse.ArgumentTypeError(f"must be > 0, got {text}")
+    return value
+
+
 def _port(text: str) -> int:
     value = int(text)
     if not 0 <= value <= 65535:
@@ -509,6 +563,18 @@ def build_parser() -> argparse.ArgumentParser:
     demo.add_argument("--seed", type=int, default=0, help="simulator seed (0)")
     demo.add_argument(
         "--protocol", choices=("coinapi", "moment"), default="coinapi", help="venue (coinapi)"
+    )
+    demo.add_argument(
+        "--paced-rate",
+        type=_positive_int,
+        default=20_000,
+        help="after a full-speed run, measure latency at this rate too (20000 msg/s)",
+    )
+    demo.add_argument(
+        "--paced-seconds",
+        type=_non_negative_float,
+        default=2.0,
+        help="how long the paced latency run takes; 0 = skip it (2)",
     )
     demo.add_argument("--plain", action="store_true", help="plain lines even on a terminal")
     demo.set_defaults(func=cmd_demo)
