@@ -2,8 +2,9 @@
 
 ``tickwire demo``            simulator + client in one process: live progress, then a summary
 ``tickwire sim``             serve the bundled simulator until Ctrl-C
-``tickwire stream coinapi``  a real CoinAPI endpoint (key from ``COINAPI_KEY``) as JSON lines
-``tickwire stream moment``   a real Moment stream (key from ``MOMENT_API_KEY``) as JSON lines
+``tickwire stream coinapi``  a real CoinAPI endpoint (key from ``COINAPI_KEY``) as JSON lines,
+                             or a live table (``--table``); ``--metrics`` serves Prometheus text
+``tickwire stream moment``   a real Moment stream (key from ``MOMENT_API_KEY``), the same way
 ``tickwire bench``           tickwire side by side with the peer clients that are installed
 
 Exit codes (all subcommands):
@@ -35,6 +36,8 @@ from typing import Any, NoReturn, TextIO
 from urllib.parse import urlsplit
 
 import tickwire as tw
+from tickwire import metrics
+from tickwire._table import LiveTable
 
 __all__ = ["main"]
 
@@ -418,47 +421,109 @@ def cmd_stream_coinapi(args: argparse.Namespace) -> int:
 
 
 def _print_stream(feed: tw.CoinAPI | tw.Moment, args: argparse.Namespace) -> int:
-    """Prints one JSON object per message until the count, the time or Ctrl-C."""
-    count = None if args.count is None else int(args.count)
-    deadline = None if args.seconds is None else time.monotonic() + float(args.seconds)
-    show_events = not args.data_only
-    seen = 0
-    out = sys.stdout
+    """Prints one JSON object per message (or the live table) until the count, the time or
+    Ctrl-C; serves ``--metrics`` meanwhile."""
     try:
         stream = tw.connect(feed, keep_raw=bool(args.raw))
     except ValueError as exc:
         # Refused before any I/O (a URL, an option): the user's input.
         raise UsageError(str(exc)) from None
-    with stream:
+    endpoint = None
+    if args.metrics is not None:
+        host, port = args.metrics
         try:
-            while count is None or seen < count:
-                timeout = 0.5
-                if deadline is not None:
-                    timeout = min(timeout, deadline - time.monotonic())
-                    if timeout <= 0:
-                        break
-                batch = stream.next_batch(timeout=timeout)
-                if batch is None:
-                    continue
-                lines = []
-                for msg in batch:
-                    is_data = msg.type not in EVENT_TYPES and msg.type not in NOTICE_TYPES
-                    if is_data or show_events:
-                        d = message_to_dict(msg)
-                        if args.raw:
-                            # Events carry no wire text (ParseError's `raw` is a field).
-                            d.setdefault("raw", getattr(msg, "raw", None))
-                        lines.append(json.dumps(d, separators=(",", ":")))
-                    if is_data:
-                        seen += 1
-                        if count is not None and seen >= count:
-                            break
-                if lines:
-                    out.write("\n".join(lines) + "\n")
-                    out.flush()
-        except KeyboardInterrupt:
-            pass
+            endpoint = metrics.MetricsServer(stream.stats, host, port)
+        except OSError as exc:
+            stream.close()
+            print(f"tickwire stream: cannot serve metrics at {host}:{port}: {exc}", file=sys.stderr)
+            return EXIT_ERROR
+        print(f"tickwire stream: metrics at {endpoint.url}", file=sys.stderr, flush=True)
+    try:
+        with stream:
+            if args.table:
+                _table_loop(stream, args)
+            else:
+                _json_loop(stream, args)
+    finally:
+        if endpoint is not None:
+            endpoint.close()
     return EXIT_OK
+
+
+def _until(args: argparse.Namespace) -> tuple[int | None, float | None]:
+    count = None if args.count is None else int(args.count)
+    deadline = None if args.seconds is None else time.monotonic() + float(args.seconds)
+    return count, deadline
+
+
+def _wait(deadline: float | None) -> float | None:
+    """The next wait: half a second, less near the deadline; None once it has passed."""
+    if deadline is None:
+        return 0.5
+    left = deadline - time.monotonic()
+    return None if left <= 0 else min(0.5, left)
+
+
+def _json_loop(stream: tw.Stream, args: argparse.Namespace) -> None:
+    count, deadline = _until(args)
+    show_events = not args.data_only
+    seen = 0
+    out = sys.stdout
+    try:
+        while count is None or seen < count:
+            timeout = _wait(deadline)
+            if timeout is None:
+                break
+            batch = stream.next_batch(timeout=timeout)
+            if batch is None:
+                continue
+            lines = []
+            for msg in batch:
+                is_data = msg.type not in EVENT_TYPES and msg.type not in NOTICE_TYPES
+                if is_data or show_events:
+                    d = message_to_dict(msg)
+                    if args.raw:
+                        # Events carry no wire text (ParseError's `raw` is a field).
+                        d.setdefault("raw", getattr(msg, "raw", None))
+                    lines.append(json.dumps(d, separators=(",", ":")))
+                if is_data:
+                    seen += 1
+                    if count is not None and seen >= count:
+                        break
+            if lines:
+                out.write("\n".join(lines) + "\n")
+                out.flush()
+    except KeyboardInterrupt:
+        pass
+
+
+def _table_loop(stream: tw.Stream, args: argparse.Namespace) -> None:
+    count, deadline = _until(args)
+    out = sys.stdout
+    tty = out.isatty()
+    table = LiveTable(rows=int(args.table_rows), interval=0.5 if tty else 1.0)
+    try:
+        while count is None or table.messages < count:
+            timeout = _wait(deadline)
+            if timeout is None:
+                break
+            batch = stream.next_batch(timeout=min(timeout, table.interval))
+            if batch is not None:
+                table.add(batch)
+            now = time.monotonic()
+            if table.due(now):
+                table.show(out, now, stream.stats(), tty=tty)
+    except KeyboardInterrupt:
+        pass
+    # The final state, whatever the refresh timing was.
+    table.show(out, time.monotonic(), stream.stats(), tty=tty)
+
+
+def _metrics_address(text: str) -> tuple[str, int]:
+    try:
+        return metrics.parse_address(text)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
 
 
 # --------------------------------------------------------------------------------------------
@@ -677,6 +742,21 @@ def _output_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--raw", action="store_true", help="include each message's raw text")
     p.add_argument(
         "--data-only", action="store_true", help="leave out events, heartbeats and notices"
+    )
+    p.add_argument(
+        "--table",
+        action="store_true",
+        help="a live table per symbol (last price, msg/s, gaps, latency) instead of JSON lines",
+    )
+    p.add_argument(
+        "--table-rows", type=_positive_int, default=20, help="symbols the table shows (20)"
+    )
+    p.add_argument(
+        "--metrics",
+        type=_metrics_address,
+        default=None,
+        metavar="HOST:PORT",
+        help="serve Prometheus metrics at http://HOST:PORT/metrics while streaming",
     )
 
 
