@@ -389,6 +389,7 @@ def cmd_stream_moment(args: argparse.Namespace) -> int:
         subscribe_all=bool(args.all),
         start_msg_number=args.start_msg_number,
         auth_in_query=bool(args.auth_in_query),
+        allow_insecure=bool(args.allow_insecure),
     )
     return _print_stream(feed, args)
 
@@ -416,6 +417,7 @@ def cmd_stream_coinapi(args: argparse.Namespace) -> int:
         exchanges=_split(args.exchanges),
         periods=_split(args.periods),
         index_ids=_split(args.index_ids),
+        allow_insecure=bool(args.allow_insecure),
     )
     return _print_stream(feed, args)
 
@@ -426,7 +428,8 @@ def _print_stream(feed: tw.CoinAPI | tw.Moment, args: argparse.Namespace) -> int
     try:
         stream = tw.connect(feed, keep_raw=bool(args.raw))
     except ValueError as exc:
-        # Refused before any I/O (a URL, an option): the user's input.
+        # Refused before any I/O: a URL, an option, or ws:// with a key to a host that is not
+        # loopback (--allow-insecure): the user's input.
         raise UsageError(str(exc)) from None
     endpoint = None
     if args.metrics is not None:
@@ -742,6 +745,9 @@ def _output_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--raw", action="store_true", help="include each message's raw text")
     p.add_argument(
         "--data-only", action="store_true", help="leave out events, heartbeats and notices"
+    )
+    p.add_argument(
+        "--allow-insecure", action="store_true", help="allow ws:// (key in clear) to other hosts"
     )
     p.add_argument(
         "--table",

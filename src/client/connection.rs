@@ -35,14 +35,6 @@ const CLOCK_EVERY: usize = 16;
 /// The longest a switch waits for the new connection to pass the old one's last message.
 const CATCH_UP: Duration = Duration::from_secs(1);
 
-/// A `ParseError` keeps at most this much of the offending frame.
-const RAW_KEEP: usize = 4096;
-
-fn lossy_prefix(bytes: &[u8]) -> Box<str> {
-    let cut = bytes.len().min(RAW_KEEP);
-    String::from_utf8_lossy(&bytes[..cut]).into()
-}
-
 /// Per-connection parsing and bookkeeping state.
 pub(crate) struct Reader {
     decoder: Decoder,
@@ -113,7 +105,8 @@ impl Reader {
                     recv_ns,
                     Msg::ParseError {
                         reason: e.0.into(),
-                        raw: lossy_prefix(payload),
+                        raw: crate::model::parse_error_raw(payload),
+                        count: 1,
                     },
                 ));
                 return After::Continue;

@@ -367,3 +367,15 @@ pub fn register(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(pyo3::wrap_pyfunction!(_log_test, m)?)?;
     Ok(())
 }
+
+/// Takes the buffer's lock across a fork (see `runtime::install_fork_hooks`), so a child never
+/// inherits it held by a thread that did not come along.
+pub fn before_fork() {
+    std::mem::forget(RECORDS.lock());
+}
+
+/// Releases the lock [`before_fork`] took, in the parent and in the child.
+pub fn after_fork() {
+    // SAFETY: `before_fork` locked it on this thread and forgot the guard.
+    unsafe { RECORDS.force_unlock() };
+}

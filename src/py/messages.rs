@@ -282,7 +282,33 @@ message_class!(Index, "Index", [
 message_class!(Heartbeat, "Heartbeat", []);
 message_class!(ReconnectNotice, "ReconnectNotice", [within_seconds: i64, before_time: i64]);
 message_class!(ServerError, "ServerError", [message: String, error_type: Option<String>]);
-message_class!(Metadata, "Metadata", [fields: Py<PyDict>]);
+/// `tickwire.Metadata`: keeps the message's text and parses it into `fields` only when asked,
+/// so a batch never fails on one message's content.
+#[pyclass(frozen, module = "tickwire._core", name = "Metadata")]
+pub struct Metadata {
+    #[pyo3(get, name = "type")]
+    pub type_: Py<PyString>,
+    #[pyo3(get)]
+    pub recv_ns: i64,
+    #[pyo3(get)]
+    pub raw: Option<String>,
+    pub json: String,
+}
+
+#[pymethods]
+impl Metadata {
+    /// The whole message as a dict, values as on the wire (parsed on each access).
+    #[getter]
+    fn fields<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyAny>> {
+        py.import(pyo3::intern!(py, "json"))?
+            .getattr(pyo3::intern!(py, "loads"))?
+            .call1((&self.json,))
+    }
+
+    fn __repr__(&self, py: Python<'_>) -> PyResult<String> {
+        Ok(format!("Metadata(type={})", self.type_.bind(py).repr()?))
+    }
+}
 message_class!(Unknown, "Unknown", []);
 
 fields_class!(PriceUpdate, "PriceUpdate", [
@@ -318,7 +344,7 @@ event_class!(Gap, "Gap", [msg_type: Py<PyString>, key: Py<PyString>, expected: u
 event_class!(Stale, "Stale", [silence_s: f64]);
 event_class!(Dropped, "Dropped", [count: u64, reason: String]);
 event_class!(Switched, "Switched", [held: u64, overlap_dropped: u64]);
-event_class!(ParseError, "ParseError", [reason: String, raw: String]);
+event_class!(ParseError, "ParseError", [reason: String, raw: String, count: u64]);
 
 /// Every class, for module registration.
 pub fn register(m: &Bound<'_, PyModule>) -> PyResult<()> {

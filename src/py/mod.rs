@@ -25,6 +25,7 @@ pub fn register(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add("__version__", env!("CARGO_PKG_VERSION"))?;
     logs::install(m.py())?;
     logs::register(m)?;
+    runtime::install_fork_hooks();
     errors::register(m)?;
     messages::register(m)?;
     m.add_class::<batch::Batch>()?;
