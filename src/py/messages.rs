@@ -13,6 +13,10 @@ use pyo3::types::{PyDict, PyList, PyString, PyTuple, PyType};
 
 /// Builds a `Name(field=value, ...)` repr from the class's attribute list.
 fn repr_of(obj: &Bound<'_, PyAny>, name: &str, fields: &[&str]) -> PyResult<String> {
+    if fields.is_empty() {
+        // Nothing but the type tells these apart (heartbeat spellings, metadata kinds).
+        return Ok(format!("{name}(type={})", obj.getattr("type")?.repr()?));
+    }
     let mut out = format!("{name}(");
     for (i, f) in fields.iter().enumerate() {
         if i > 0 {
@@ -282,33 +286,9 @@ message_class!(Index, "Index", [
 message_class!(Heartbeat, "Heartbeat", []);
 message_class!(ReconnectNotice, "ReconnectNotice", [within_seconds: i64, before_time: i64]);
 message_class!(ServerError, "ServerError", [message: String, error_type: Option<String>]);
-/// `tickwire.Metadata`: keeps the message's text and parses it into `fields` only when asked,
-/// so a batch never fails on one message's content.
-#[pyclass(frozen, module = "tickwire._core", name = "Metadata")]
-pub struct Metadata {
-    #[pyo3(get, name = "type")]
-    pub type_: Py<PyString>,
-    #[pyo3(get)]
-    pub recv_ns: i64,
-    #[pyo3(get)]
-    pub raw: Option<String>,
-    pub json: String,
-}
-
-#[pymethods]
-impl Metadata {
-    /// The whole message as a dict, values as on the wire (parsed on each access).
-    #[getter]
-    fn fields<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyAny>> {
-        py.import(pyo3::intern!(py, "json"))?
-            .getattr(pyo3::intern!(py, "loads"))?
-            .call1((&self.json,))
-    }
-
-    fn __repr__(&self, py: Python<'_>) -> PyResult<String> {
-        Ok(format!("Metadata(type={})", self.type_.bind(py).repr()?))
-    }
-}
+// `tickwire.Metadata` keeps the message's text and parses it into `fields` only when asked,
+// so a batch never fails on one message's content.
+fields_class!(Metadata, "Metadata", []);
 message_class!(Unknown, "Unknown", []);
 
 fields_class!(PriceUpdate, "PriceUpdate", [
