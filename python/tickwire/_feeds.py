@@ -155,6 +155,8 @@ class CoinAPI:
 MomentStreamName = Literal["prices", "orders"]
 
 _MOMENT_PATHS = {"prices": "data/price-stream/", "orders": "trading/order-stream/"}
+#: Moment's two hosts: ``live.moment-api.com`` and ``paper.moment-api.com`` (PROTOCOLS.md).
+_MOMENT_ENVIRONMENTS = ("paper", "live")
 
 
 @dataclass(frozen=True)
@@ -195,6 +197,8 @@ class Moment:
     ) -> None:
         if stream not in _MOMENT_PATHS:
             raise ValueError(f'stream must be "prices" or "orders", not {stream!r}')
+        if environment not in _MOMENT_ENVIRONMENTS:
+            raise ValueError(f'environment must be "paper" or "live", not {environment!r}')
         if start_msg_number is not None and stream != "orders":
             raise ValueError("start_msg_number applies to the orders stream only")
         if start_msg_number is not None and not 0 <= start_msg_number < 10**19:

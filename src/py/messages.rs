@@ -13,6 +13,10 @@ use pyo3::types::{PyDict, PyList, PyString, PyTuple, PyType};
 
 /// Builds a `Name(field=value, ...)` repr from the class's attribute list.
 fn repr_of(obj: &Bound<'_, PyAny>, name: &str, fields: &[&str]) -> PyResult<String> {
+    if fields.is_empty() {
+        // Nothing but the type tells these apart (heartbeat spellings, metadata kinds).
+        return Ok(format!("{name}(type={})", obj.getattr("type")?.repr()?));
+    }
     let mut out = format!("{name}(");
     for (i, f) in fields.iter().enumerate() {
         if i > 0 {
@@ -282,95 +286,9 @@ message_class!(Index, "Index", [
 message_class!(Heartbeat, "Heartbeat", []);
 message_class!(ReconnectNotice, "ReconnectNotice", [within_seconds: i64, before_time: i64]);
 message_class!(ServerError, "ServerError", [message: String, error_type: Option<String>]);
-/// `tickwire.Metadata`: keeps the message's text and parses it into `fields` only when asked,
-/// so a batch never fails on one message's content.
-#[pyclass(frozen, module = "tickwire._core", name = "Metadata")]
-pub struct Metadata {
-    #[pyo3(get, name = "type")]
-    pub type_: Py<PyString>,
-    #[pyo3(get)]
-    pub recv_ns: i64,
-    #[pyo3(get)]
-    pub raw: Option<String>,
-    pub json: String,
-}
-
-#[pymethods]
-impl Metadata {
-    /// The whole message as a dict, values as on the wire (parsed on each access).
-    #[getter]
-    fn fields<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyAny>> {
-        py.import(pyo3::intern!(py, "json"))?
-            .getattr(pyo3::intern!(py, "loads"))?
-            .call1((&self.json,))
-    }
-
-    fn __repr__(&self, py: Python<'_>) -> PyResult<String> {
-        Ok(format!("Metadata(type={})", self.type_.bind(py).repr()?))
-    }
-
-    /// Everything the message holds: `type`, `recv_ns`, `raw`, and its text.
-    fn _values<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyTuple>> {
-        self.values_tuple(py)
-    }
-
-    /// Rebuilds a message from `_values()` (the unpickling path).
-    #[classmethod]
-    fn _restore(_cls: &Bound<'_, PyType>, values: &Bound<'_, PyTuple>) -> PyResult<Self> {
-        let mut items = values.iter();
-        let out = Metadata {
-            type_: take(&mut items, "Metadata")?,
-            recv_ns: take(&mut items, "Metadata")?,
-            raw: take(&mut items, "Metadata")?,
-            json: take(&mut items, "Metadata")?,
-        };
-        if items.next().is_some() {
-            return Err(pyo3::exceptions::PyValueError::new_err(
-                "Metadata._restore: too many values",
-            ));
-        }
-        Ok(out)
-    }
-
-    fn __reduce__<'py>(slf: &Bound<'py, Self>) -> PyResult<Bound<'py, PyTuple>> {
-        let values = slf.get().values_tuple(slf.py())?;
-        reduce(slf.as_any(), values)
-    }
-
-    fn __richcmp__<'py>(&self, other: &Bound<'py, PyAny>, op: CompareOp) -> PyResult<Py<PyAny>> {
-        let py = other.py();
-        let theirs = match other.cast::<Self>() {
-            Ok(o) => Some(o.get().values_tuple(py)?),
-            Err(_) => None,
-        };
-        compare(self.values_tuple(py)?, theirs, op)
-    }
-
-    fn __hash__(&self, py: Python<'_>) -> PyResult<isize> {
-        hash_of(&self.values_tuple(py)?)
-    }
-
-    /// `type`, `recv_ns`, `fields` (parsed), and `raw` when kept.
-    fn to_dict<'py>(slf: &Bound<'py, Self>) -> PyResult<Bound<'py, PyDict>> {
-        dict_of(slf.as_any(), &["fields"], slf.get().raw.as_deref())
-    }
-}
-
-impl Metadata {
-    /// The value tuple: the metadata's text stands for its fields (equal text, equal fields).
-    fn values_tuple<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyTuple>> {
-        use pyo3::IntoPyObjectExt;
-        PyTuple::new(
-            py,
-            [
-                self.type_.bind(py).clone().into_any(),
-                self.recv_ns.into_bound_py_any(py)?,
-                (&self.raw).into_bound_py_any(py)?,
-                (&self.json).into_bound_py_any(py)?,
-            ],
-        )
-    }
-}
+// `tickwire.Metadata` keeps the message's text and parses it into `fields` only when asked,
+// so a batch never fails on one message's content.
+fields_class!(Metadata, "Metadata", []);
 message_class!(Unknown, "Unknown", []);
 
 fields_class!(PriceUpdate, "PriceUpdate", [
