@@ -32,6 +32,8 @@ pub struct StreamCore {
     session: Session,
     queue: Arc<Queue>,
     commands: mpsc::UnboundedSender<Command>,
+    /// The connection's state, written by the stream's task.
+    status: Arc<client::Status>,
     keys: Arc<Mutex<KeyCache>>,
     latency: Mutex<LatencyHistogram>,
     /// How long a wait spins before it sleeps (`busy_poll`); zero: never spins.
@@ -259,7 +261,8 @@ impl StreamCore {
         index_ids, heartbeat, update_limit_ms_quote, update_limit_ms_book_snapshot,
         update_limit_ms_exrate, update_limit_ms_index, batch_size, queue_size, overflow,
         heartbeat_timeout, ping_timeout, connect_timeout, reconnect, compression,
-        max_message_size, ca_file, keep_raw, busy_poll=0.0))]
+        max_message_size, ca_file, keep_raw, busy_poll=0.0, write_timeout=10.0, close_timeout=2.0,
+        initial_attempts=3))]
     fn py_new(
         url: &str,
         protocol: &str,
@@ -291,6 +294,9 @@ impl StreamCore {
         ca_file: Option<PathBuf>,
         keep_raw: bool,
         busy_poll: f64,
+        write_timeout: f64,
+        close_timeout: f64,
+        initial_attempts: u32,
     ) -> PyResult<Self> {
         let busy_poll = match busy_poll {
             0.0 => Duration::ZERO,
@@ -371,6 +377,7 @@ impl StreamCore {
                 factor,
                 jitter,
                 max_attempts,
+                initial_attempts,
             },
         );
         let config = ClientConfig {
@@ -381,6 +388,10 @@ impl StreamCore {
                 max_message_size,
                 connect_timeout: seconds("connect_timeout", Some(connect_timeout))?
                     .unwrap_or(Duration::from_secs(10)),
+                write_timeout: seconds("write_timeout", Some(write_timeout))?
+                    .unwrap_or(Duration::from_secs(10)),
+                close_timeout: seconds("close_timeout", Some(close_timeout))?
+                    .unwrap_or(Duration::from_secs(2)),
                 ca_file,
             },
             session: session.clone(),
@@ -399,11 +410,12 @@ impl StreamCore {
         }
         .map_err(|e| Error::Config(format!("cannot create the wake-up pipe: {e}")))?;
         let queue = Queue::new(queue_size, batch_size, overflow, Some(wake));
-        let commands = client::spawn(io().handle(), config, queue.clone());
+        let (commands, status) = client::spawn(io().handle(), config, queue.clone());
         Ok(StreamCore {
             session,
             queue,
             commands,
+            status,
             keys: Arc::new(Mutex::new(KeyCache::default())),
             latency: Mutex::new(LatencyHistogram::default()),
             busy_poll,
@@ -512,6 +524,20 @@ impl StreamCore {
             return self.check_connected();
         }
         Ok(false)
+    }
+
+    /// The connection's state: "connecting", "open", "probing", "holding", "switching",
+    /// "closing" or "closed".
+    #[getter]
+    fn state(&self) -> &'static str {
+        self.status.state().name()
+    }
+
+    /// What the stream is waiting for while it is not connected (the attempt, the delay and
+    /// the last cause), or `None`.
+    #[getter]
+    fn waiting(&self) -> Option<String> {
+        self.status.waiting()
     }
 
     /// The fd an asyncio loop watches for wake-ups.
