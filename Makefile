@@ -26,6 +26,7 @@ format: ## format Rust and Python, apply safe lint fixes
 lint-rust: ## rustfmt check and clippy with warnings as errors
 	cargo fmt --all --check
 	cargo clippy --all-targets -- -D warnings
+	cargo clippy --all-targets --features python -- -D warnings
 
 .PHONY: lint-python
 lint-python: ## ruff check, ruff format check, mypy --strict on the package and the typing script

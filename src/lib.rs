@@ -6,16 +6,19 @@ pub mod codec;
 pub mod delivery;
 pub mod error;
 pub mod feed;
+/// The fuzz targets' bodies (`fuzz/`), also replayed by `cargo test`.
+#[doc(hidden)]
+pub mod fuzzing;
 pub mod model;
 pub mod protocol;
+#[cfg(feature = "python")]
 pub mod py;
 pub mod sim;
 pub mod transport;
 
-use pyo3::prelude::*;
-
 /// The extension module `tickwire._core`.
-#[pymodule]
-fn _core(m: &Bound<'_, PyModule>) -> PyResult<()> {
+#[cfg(feature = "python")]
+#[pyo3::pymodule]
+fn _core(m: &pyo3::Bound<'_, pyo3::types::PyModule>) -> pyo3::PyResult<()> {
     py::register(m)
 }

@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
+import ipaddress
 import os
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Literal
-from urllib.parse import urlencode
+from urllib.parse import urlencode, urlsplit
 
 OnNotice = Literal["make_before_break", "immediate", "wait_for_close"]
 
@@ -19,6 +20,36 @@ def _strings(name: str, values: Iterable[str] | str) -> tuple[str, ...]:
         if not isinstance(v, str):
             raise TypeError(f"{name} must hold strings, not {type(v).__name__}")
     return out
+
+
+def _is_loopback(host: str) -> bool:
+    """127.0.0.0/8, ::1 (also IPv4-mapped) or ``localhost``: addresses that never leave the
+    machine."""
+    if host.lower().rstrip(".") == "localhost":
+        return True
+    try:
+        addr = ipaddress.ip_address(host)
+    except ValueError:
+        return False
+    if isinstance(addr, ipaddress.IPv6Address) and addr.ipv4_mapped is not None:
+        return addr.ipv4_mapped.is_loopback
+    return addr.is_loopback
+
+
+def check_transport(url: str, allow_insecure: bool) -> None:
+    """Refuses, before any I/O, a plain ``ws://`` URL to a host that is not loopback: the key
+    (upgrade header or ``auth_token``) would cross the network in clear. Nothing of the key is
+    named in the error."""
+    parts = urlsplit(url)
+    if parts.scheme.lower() != "ws" or allow_insecure:
+        return
+    host = parts.hostname or ""
+    if not _is_loopback(host):
+        raise ValueError(
+            f"refusing ws:// to {host!r}: the API key would travel unencrypted; use wss://, "
+            "or pass allow_insecure=True (--allow-insecure on the command line) if the "
+            "network is trusted"
+        )
 
 
 @dataclass(frozen=True)
@@ -63,6 +94,8 @@ class CoinAPI:
 
     The key comes from ``api_key`` or the ``COINAPI_KEY`` environment variable and travels
     in the ``X-CoinAPI-Key`` upgrade header; it never appears in a repr or an error.
+    :func:`tickwire.connect` refuses a plain ``ws://`` URL to a host other than loopback
+    unless ``allow_insecure=True``.
     """
 
     api_key: str | None = field(default=None, repr=False)
@@ -78,6 +111,7 @@ class CoinAPI:
     update_limit_ms_book_snapshot: int | None = None
     update_limit_ms_exrate: int | None = None
     update_limit_ms_index: int | None = None
+    allow_insecure: bool = False
 
     def __init__(
         self,
@@ -95,6 +129,7 @@ class CoinAPI:
         update_limit_ms_book_snapshot: int | None = None,
         update_limit_ms_exrate: int | None = None,
         update_limit_ms_index: int | None = None,
+        allow_insecure: bool = False,
     ) -> None:
         key = api_key if api_key is not None else os.environ.get("COINAPI_KEY")
         values = {
@@ -111,6 +146,7 @@ class CoinAPI:
             "update_limit_ms_book_snapshot": update_limit_ms_book_snapshot,
             "update_limit_ms_exrate": update_limit_ms_exrate,
             "update_limit_ms_index": update_limit_ms_index,
+            "allow_insecure": bool(allow_insecure),
         }
         for name, value in values.items():
             object.__setattr__(self, name, value)
@@ -134,7 +170,8 @@ class Moment:
     The key comes from ``api_key`` or ``MOMENT_API_KEY`` and travels as
     ``Authorization: Bearer``; ``auth_in_query=True`` sends it as the ``auth_token`` query
     parameter instead, for proxies that strip headers. It never appears in a repr, an error or a
-    URL tickwire shows.
+    URL tickwire shows. :func:`tickwire.connect` refuses a plain ``ws://`` URL to a host other
+    than loopback unless ``allow_insecure=True``.
     """
 
     stream: MomentStreamName
@@ -146,6 +183,7 @@ class Moment:
     subscribe_all: bool = False
     start_msg_number: int | None = None
     auth_in_query: bool = False
+    allow_insecure: bool = False
 
     def __init__(
         self,
@@ -159,6 +197,7 @@ class Moment:
         subscribe_all: bool = False,
         start_msg_number: int | None = None,
         auth_in_query: bool = False,
+        allow_insecure: bool = False,
     ) -> None:
         if stream not in _MOMENT_PATHS:
             raise ValueError(f'stream must be "prices" or "orders", not {stream!r}')
@@ -180,6 +219,7 @@ class Moment:
             "subscribe_all": bool(subscribe_all),
             "start_msg_number": start_msg_number,
             "auth_in_query": bool(auth_in_query),
+            "allow_insecure": bool(allow_insecure),
         }
         for name, value in values.items():
             object.__setattr__(self, name, value)

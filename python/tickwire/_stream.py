@@ -9,7 +9,7 @@ from typing import Literal
 
 from . import _core
 from ._core import Batch, ConnectError, Stats, StreamClosed
-from ._feeds import CoinAPI, Moment, ReconnectPolicy
+from ._feeds import CoinAPI, Moment, ReconnectPolicy, check_transport
 
 Overflow = Literal["block", "drop_oldest", "conflate"]
 
@@ -38,6 +38,18 @@ class Stream:
         # fd stays registered between waits: one epoll registration per stream, not per batch.
         self._loop: asyncio.AbstractEventLoop | None = None
         self._waiter: asyncio.Future[None] | None = None
+
+    def __repr__(self) -> str:
+        if self._core.closed:
+            state = "closed"
+        elif self._ended:
+            state = "ended"
+        else:
+            state = "open"
+        return (
+            f"<tickwire.Stream id={self._core.id} {self._core.url} {state}, "
+            f"{self._core.stats().messages:,} messages>"
+        )
 
     # -- sync ---------------------------------------------------------------------------
     def __enter__(self) -> Stream:
@@ -228,6 +240,7 @@ def connect(
     *,
     batch_size: int = 1024,
     queue_size: int = 262_144,
+    queue_bytes: int = 256 * 2**20,
     overflow: Overflow = "block",
     heartbeat_timeout: float | None = None,
     ping_timeout: float | None = 10.0,
@@ -271,6 +284,7 @@ def connect(
             reconnect.max_attempts,
         )
     )
+    check_transport(feed._url(), feed.allow_insecure)
     moment = feed if isinstance(feed, Moment) else None
     core = _core.StreamCore(
         feed._url(),
@@ -293,6 +307,7 @@ def connect(
         update_limit_ms_index=scope.update_limit_ms_index,
         batch_size=batch_size,
         queue_size=queue_size,
+        queue_bytes=queue_bytes,
         overflow=overflow,
         heartbeat_timeout=heartbeat_timeout,
         ping_timeout=ping_timeout,

@@ -69,131 +69,10 @@ NOTICE_TYPES: frozenset[str] = frozenset(
     {"heartbeat", "reconnect", "error", "success", "subscription"}
 )
 
-_PRICE_FIELDS: tuple[str, ...] = (
-    "instrument_id",
-    "isin",
-    "cusip",
-    "timestamp",
-    "price",
-    "yield_to_worst",
-    "yield_to_maturity",
-    "bid_price",
-    "bid_size",
-    "ask_price",
-    "ask_size",
-)
-_ORDER_FIELDS: tuple[str, ...] = (
-    "msg_number",
-    "event_type",
-    "order_id",
-    "status",
-    "side",
-    "fields",
-)
 
-# Attribute names per class, as in the public API contract (DESIGN.md); used to turn a message
-# into JSON without reaching into anything private.
-_FIELDS: tuple[tuple[type[Any], tuple[str, ...]], ...] = (
-    (
-        tw.Trade,
-        (
-            "symbol_id",
-            "sequence",
-            "time_exchange",
-            "time_coinapi",
-            "uuid",
-            "price",
-            "size",
-            "taker_side",
-        ),
-    ),
-    (
-        tw.Quote,
-        (
-            "symbol_id",
-            "sequence",
-            "time_exchange",
-            "time_coinapi",
-            "ask_price",
-            "ask_size",
-            "bid_price",
-            "bid_size",
-        ),
-    ),
-    (
-        tw.Book,
-        (
-            "symbol_id",
-            "sequence",
-            "time_exchange",
-            "time_coinapi",
-            "is_snapshot",
-            "asks",
-            "bids",
-        ),
-    ),
-    (
-        tw.BookL3,
-        (
-            "symbol_id",
-            "sequence",
-            "time_exchange",
-            "time_coinapi",
-            "is_snapshot",
-            "asks",
-            "bids",
-        ),
-    ),
-    (
-        tw.Ohlcv,
-        (
-            "symbol_id",
-            "sequence",
-            "period_id",
-            "time_period_start",
-            "time_period_end",
-            "time_open",
-            "time_close",
-            "price_open",
-            "price_high",
-            "price_low",
-            "price_close",
-            "volume_traded",
-            "trades_count",
-        ),
-    ),
-    (tw.Exrate, ("asset_id_base", "asset_id_quote", "rate_type", "time", "rate")),
-    (tw.Index, ("index_id", "sequence", "time_coinapi", "value")),
-    (tw.Heartbeat, ()),
-    (tw.ReconnectNotice, ("within_seconds", "before_time")),
-    (tw.ServerError, ("message", "error_type")),
-    (tw.Metadata, ("fields",)),
-    (tw.Unknown, ("raw",)),
-    (tw.Connected, ("url", "attempt")),
-    (tw.Disconnected, ("reason", "code")),
-    (tw.Gap, ("msg_type", "key", "expected", "received")),
-    (tw.Stale, ("silence_s",)),
-    (tw.PriceUpdate, _PRICE_FIELDS),
-    (tw.OrderUpdate, _ORDER_FIELDS),
-    (tw.AllocationUpdate, _ORDER_FIELDS),
-    (tw.SystemUpdate, _ORDER_FIELDS),
-    (tw.Success, ("msg",)),
-    (tw.Subscription, ("instrument_id", "msg")),
-    (tw.Dropped, ("count", "reason")),
-    (tw.Switched, ("held", "overlap_dropped")),
-    (tw.ParseError, ("reason", "raw")),
-)
-
-
-def message_to_dict(msg: Any) -> dict[str, Any]:
+def message_to_dict(msg: tw.Message) -> dict[str, Any]:
     """Return one message or event as a JSON-ready dict: ``type``, ``recv_ns``, then its fields."""
-    out: dict[str, Any] = {"type": msg.type, "recv_ns": msg.recv_ns}
-    for cls, fields in _FIELDS:
-        if isinstance(msg, cls):
-            for name in fields:
-                out[name] = getattr(msg, name)
-            break
-    return out
+    return msg.to_dict()
 
 
 # --------------------------------------------------------------------------------------------
@@ -441,6 +320,7 @@ def cmd_stream_moment(args: argparse.Namespace) -> int:
         subscribe_all=bool(args.all),
         start_msg_number=args.start_msg_number,
         auth_in_query=bool(args.auth_in_query),
+        allow_insecure=bool(args.allow_insecure),
     )
     return _print_stream(feed, args)
 
@@ -458,6 +338,7 @@ def cmd_stream_coinapi(args: argparse.Namespace) -> int:
         exchanges=_split(args.exchanges),
         periods=_split(args.periods),
         index_ids=_split(args.index_ids),
+        allow_insecure=bool(args.allow_insecure),
     )
     return _print_stream(feed, args)
 
@@ -469,7 +350,13 @@ def _print_stream(feed: tw.CoinAPI | tw.Moment, args: argparse.Namespace) -> int
     show_events = not args.data_only
     seen = 0
     out = sys.stdout
-    with tw.connect(feed, keep_raw=bool(args.raw)) as stream:
+    try:
+        # Refuses, among other misuse, ws:// to a host that is not loopback (--allow-insecure).
+        stream = tw.connect(feed, keep_raw=bool(args.raw))
+    except ValueError as e:
+        print(f"tickwire stream: {e}", file=sys.stderr)
+        return EXIT_USAGE
+    with stream:
         try:
             while count is None or seen < count:
                 timeout = 0.5
@@ -637,6 +524,9 @@ def _output_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--raw", action="store_true", help="include each message's raw text")
     p.add_argument(
         "--data-only", action="store_true", help="leave out events, heartbeats and notices"
+    )
+    p.add_argument(
+        "--allow-insecure", action="store_true", help="allow ws:// (key in clear) to other hosts"
     )
 
 

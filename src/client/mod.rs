@@ -114,16 +114,41 @@ pub fn redact_url(url: &url::Url) -> String {
     u.to_string()
 }
 
+/// Which stream a log record belongs to: set for the whole of a stream's task (its
+/// connections, make-before-break successors and reconnects all run inside it), read by
+/// whoever turns records into the application's log.
+#[derive(Clone, Debug)]
+pub struct LogContext {
+    /// The stream's process-unique id (also in `tickwire.Stream`'s repr).
+    pub stream_id: u64,
+    /// The stream's URL as tickwire shows it (no key).
+    pub url: Arc<str>,
+}
+
+tokio::task_local! {
+    static LOG_CONTEXT: LogContext;
+}
+
+/// The stream whose task is logging, if the caller runs in one.
+pub fn log_context() -> Option<LogContext> {
+    LOG_CONTEXT.try_with(Clone::clone).ok()
+}
+
 /// Starts the stream's task on `handle`; returns the command channel and the stream's
-/// status.
+/// status. `stream_id` tags the task's log records (see [`LogContext`]).
 pub fn spawn(
     handle: &tokio::runtime::Handle,
     config: ClientConfig,
     queue: Arc<Queue>,
+    stream_id: u64,
 ) -> (mpsc::UnboundedSender<Command>, Arc<Status>) {
     let (tx, rx) = mpsc::unbounded_channel();
     let status = Arc::new(Status::default());
-    handle.spawn(run(config, queue, rx, status.clone()));
+    let context = LogContext {
+        stream_id,
+        url: redact_url(&config.connect.url).into(),
+    };
+    handle.spawn(LOG_CONTEXT.scope(context, run(config, queue, rx, status.clone())));
     (tx, status)
 }
 

@@ -25,6 +25,14 @@ impl Venue for CoinApi {
     ) -> Result<Msg, DecodeError> {
         decode_value(root, wire, interner)
     }
+
+    fn decode_fast(
+        frame: &[u8],
+        interner: &mut Interner,
+        scratch: &mut super::fast::Scratch,
+    ) -> Option<Msg> {
+        super::fast::coinapi(frame, interner, scratch)
+    }
 }
 
 /// `wire` is the frame as received, for the messages that keep their text.
@@ -57,7 +65,7 @@ fn decode_value(
             let f = Fields::new("trade", obj);
             Msg::Trade(Trade {
                 symbol_id: interner.intern(f.str("symbol_id")?),
-                sequence: f.u64("sequence")?,
+                sequence: f.sequence("sequence")?,
                 time_exchange: f.time("time_exchange")?,
                 time_coinapi: f.time("time_coinapi")?,
                 uuid: f.str("uuid")?.into(),
@@ -70,7 +78,7 @@ fn decode_value(
             let f = Fields::new("quote", obj);
             Msg::Quote(Quote {
                 symbol_id: interner.intern(f.str("symbol_id")?),
-                sequence: f.u64("sequence")?,
+                sequence: f.sequence("sequence")?,
                 time_exchange: f.time("time_exchange")?,
                 time_coinapi: f.time("time_coinapi")?,
                 ask_price: f.f64("ask_price")?,
@@ -83,7 +91,7 @@ fn decode_value(
             let f = Fields::new("book_l3", obj);
             Msg::BookL3(Box::new(BookL3 {
                 symbol_id: interner.intern(f.str("symbol_id")?),
-                sequence: f.u64("sequence")?,
+                sequence: f.sequence("sequence")?,
                 time_exchange: f.time("time_exchange")?,
                 time_coinapi: f.time("time_coinapi")?,
                 is_snapshot: f.bool("is_snapshot")?,
@@ -95,7 +103,7 @@ fn decode_value(
             let f = Fields::new("ohlcv", obj);
             Msg::Ohlcv(Box::new(Ohlcv {
                 symbol_id: interner.intern(f.str("symbol_id")?),
-                sequence: f.u64("sequence")?,
+                sequence: f.sequence("sequence")?,
                 // The docs' own example omits it; bars without it are still bars.
                 period_id: f.opt_str("period_id")?.map(|p| interner.intern(p)),
                 time_period_start: f.time("time_period_start")?,
@@ -124,7 +132,7 @@ fn decode_value(
             let f = Fields::new("index", obj);
             Msg::Index(Index {
                 index_id: interner.intern(f.str("index_id")?),
-                sequence: f.u64("sequence")?,
+                sequence: f.sequence("sequence")?,
                 time_coinapi: f.time("time_coinapi")?,
                 value: f.f64("value")?,
             })
@@ -146,10 +154,19 @@ fn decode_value(
                 error_type: None,
             })
         }
-        "asset" | "exchange" | "symbol" => Msg::Metadata(Metadata {
-            kind: interner.intern(kind),
-            json: String::from_utf8_lossy(wire).into(),
-        }),
+        "asset" | "exchange" | "symbol" => {
+            // Metadata is decoded again in Python (`fields`), whose recursive parser must not
+            // meet what it cannot take: deeper than this is not metadata but an attack.
+            if nesting_depth(wire) > MAX_METADATA_DEPTH {
+                return Err(DecodeError(format!(
+                    "{kind} message nested deeper than {MAX_METADATA_DEPTH} levels"
+                )));
+            }
+            Msg::Metadata(Metadata {
+                kind: interner.intern(kind),
+                json: String::from_utf8_lossy(wire).into(),
+            })
+        }
         other => Msg::Unknown(Unknown {
             kind: other.into(),
             raw: String::from_utf8_lossy(wire).into(),
@@ -166,7 +183,7 @@ fn decode_book(
     Ok(Book {
         kind,
         symbol_id: interner.intern(f.str("symbol_id")?),
-        sequence: f.u64("sequence")?,
+        sequence: f.sequence("sequence")?,
         time_exchange: f.time("time_exchange")?,
         time_coinapi: f.time("time_coinapi")?,
         // Only the full book has updates; top-N messages are snapshots by definition.
@@ -216,4 +233,33 @@ fn l3_side(
         });
     }
     Ok(out)
+}
+
+/// The deepest a metadata message (`asset`, `exchange`, `symbol`) may nest; real ones are flat.
+const MAX_METADATA_DEPTH: usize = 32;
+
+/// How deeply `[`/`{` nest in a JSON text, brackets inside strings not counted.
+fn nesting_depth(json: &[u8]) -> usize {
+    let (mut depth, mut deepest, mut in_str, mut escaped) = (0usize, 0usize, false, false);
+    for &b in json {
+        if in_str {
+            match (escaped, b) {
+                (true, _) => escaped = false,
+                (false, b'\\') => escaped = true,
+                (false, b'"') => in_str = false,
+                _ => {}
+            }
+            continue;
+        }
+        match b {
+            b'"' => in_str = true,
+            b'[' | b'{' => {
+                depth += 1;
+                deepest = deepest.max(depth);
+            }
+            b']' | b'}' => depth = depth.saturating_sub(1),
+            _ => {}
+        }
+    }
+    deepest
 }

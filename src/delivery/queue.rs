@@ -2,7 +2,17 @@
 //!
 //! The producer appends messages (merging into the newest queued batch while it has room, so a
 //! lagging consumer gets big batches instead of many small ones); the consumer pops whole
-//! batches. Capacity counts messages. What happens at capacity is the [`Overflow`] policy.
+//! batches. Capacity counts messages and tickwire's own events alike, and a second bound counts
+//! their bytes (an estimate of the heap each holds, see [`weight`]). What happens at either
+//! bound is the [`Overflow`] policy.
+//!
+//! Whatever the policy, consecutive `ParseError`s fold into one event with a `count`, so a flood
+//! of malformed frames takes one slot. Under `drop_oldest` every message and every `Gap` or
+//! `ParseError` can be dropped (a `Gap` together with the message it precedes); only the
+//! connection's own milestones (`Connected`, `Disconnected`, `Stale`, `Switched`) are kept, and
+//! `Dropped` events next to each other merge, so a stalled consumer finds one `Dropped` per
+//! stretch between milestones. Every dropped item is counted once: a message or a `Gap` as 1, a
+//! `ParseError` as its `count`; `Dropped.count` and `stats().dropped` say the same.
 
 use std::collections::VecDeque;
 use std::sync::Arc;
@@ -67,10 +77,111 @@ pub enum Pop {
     End(StreamEnd),
 }
 
+/// The default byte bound (`queue_bytes`), 256 MiB.
+pub const DEFAULT_MAX_BYTES: usize = 256 << 20;
+
+/// An estimate of the memory one queued envelope holds: its own slot plus what it owns on the
+/// heap (raw text, strings, book levels). Interned keys are shared, so they are not counted.
+pub fn weight(e: &Envelope) -> usize {
+    use crate::model::L3Entry;
+    let heap = match &e.msg {
+        Msg::Trade(t) => t.uuid.len(),
+        Msg::Book(b) => (b.asks.capacity() + b.bids.capacity()) * size_of::<crate::model::Level>(),
+        Msg::BookL3(b) => {
+            size_of::<crate::model::BookL3>()
+                + (b.asks.capacity() + b.bids.capacity()) * size_of::<L3Entry>()
+                + b.asks
+                    .iter()
+                    .chain(&b.bids)
+                    .map(|l| l.id.as_ref().map_or(0, |i| i.len()))
+                    .sum::<usize>()
+        }
+        Msg::Ohlcv(_) => size_of::<crate::model::Ohlcv>(),
+        Msg::Error(x) => x.message.len() + x.error_type.as_ref().map_or(0, |t| t.len()),
+        Msg::Metadata(m) => m.json.len(),
+        Msg::Unknown(u) => u.kind.len() + u.raw.len(),
+        Msg::PriceUpdate(p) => size_of::<crate::model::PriceUpdate>() + p.json.len(),
+        Msg::OrderEvent(o) => {
+            size_of::<crate::model::OrderEvent>()
+                + o.json.len()
+                + o.order_id.as_ref().map_or(0, |i| i.len())
+        }
+        Msg::Success { msg } => msg.len(),
+        Msg::Subscription { instrument_id, msg } => {
+            msg.len() + instrument_id.as_ref().map_or(0, |i| i.len())
+        }
+        Msg::Connected { url, .. } => url.len(),
+        Msg::Disconnected { reason, .. } | Msg::Dropped { reason, .. } => reason.len(),
+        Msg::ParseError { reason, raw, .. } => reason.len() + raw.len(),
+        Msg::Quote(_)
+        | Msg::Exrate(_)
+        | Msg::Index(_)
+        | Msg::Heartbeat
+        | Msg::Reconnect(_)
+        | Msg::Gap(_)
+        | Msg::Stale { .. }
+        | Msg::Switched { .. } => 0,
+    };
+    size_of::<Envelope>() + heap + e.raw.as_ref().map_or(0, |r| r.len())
+}
+
+/// How many dropped items an envelope stands for if the drop policy removes it; `None` for the
+/// milestones that are never dropped (and `Dropped` itself, which merges instead).
+fn droppable(msg: &Msg) -> Option<u64> {
+    match msg {
+        Msg::ParseError { count, .. } => Some(*count),
+        Msg::Connected { .. }
+        | Msg::Disconnected { .. }
+        | Msg::Stale { .. }
+        | Msg::Switched { .. }
+        | Msg::Dropped { .. } => None,
+        _ => Some(1),
+    }
+}
+
+/// Folds consecutive `ParseError`s of `items` into the first of their run (and into `prev`, the
+/// newest envelope already queued, when the run continues one there). Returns how many
+/// envelopes went.
+fn fold_parse_errors(mut prev: Option<&mut Envelope>, items: &mut Vec<Envelope>) -> usize {
+    if !items
+        .iter()
+        .any(|e| matches!(e.msg, Msg::ParseError { .. }))
+    {
+        return 0;
+    }
+    let before = items.len();
+    let mut kept: Vec<Envelope> = Vec::with_capacity(before);
+    for e in items.drain(..) {
+        let Msg::ParseError { count: n, .. } = e.msg else {
+            kept.push(e);
+            continue;
+        };
+        let into = match kept.last_mut() {
+            Some(last) => Some(last),
+            None => prev.as_deref_mut(),
+        };
+        if let Some(Envelope {
+            msg: Msg::ParseError { count, .. },
+            ..
+        }) = into
+        {
+            *count += n;
+            continue;
+        }
+        kept.push(e);
+    }
+    *items = kept;
+    before - items.len()
+}
+
 #[derive(Default)]
 struct State {
     batches: VecDeque<Vec<Envelope>>,
     queued: usize,
+    /// The summed [`weight`] of everything queued.
+    bytes: usize,
+    /// The most envelopes queued at once.
+    high_water: usize,
     end: Option<StreamEnd>,
     /// An asyncio consumer is waiting on the pipe.
     armed: bool,
@@ -86,6 +197,7 @@ pub struct Queue {
     ready: Condvar,
     space: Notify,
     capacity: usize,
+    max_bytes: usize,
     batch_size: usize,
     overflow: Overflow,
     wake: Option<WakePipe>,
@@ -95,8 +207,22 @@ pub struct Queue {
 }
 
 impl Queue {
+    /// A queue bounded by `capacity` envelopes and [`DEFAULT_MAX_BYTES`].
     pub fn new(
         capacity: usize,
+        batch_size: usize,
+        overflow: Overflow,
+        wake: Option<WakePipe>,
+    ) -> Arc<Self> {
+        Self::with_max_bytes(capacity, DEFAULT_MAX_BYTES, batch_size, overflow, wake)
+    }
+
+    /// A queue bounded by `capacity` envelopes and `max_bytes` of their [`weight`]. A single
+    /// push larger than either bound is still taken into an empty queue (a batch is at most
+    /// `batch_size`), so the bounds are exceeded by at most one batch.
+    pub fn with_max_bytes(
+        capacity: usize,
+        max_bytes: usize,
         batch_size: usize,
         overflow: Overflow,
         wake: Option<WakePipe>,
@@ -106,6 +232,7 @@ impl Queue {
             ready: Condvar::new(),
             space: Notify::new(),
             capacity: capacity.max(1),
+            max_bytes: max_bytes.max(1),
             batch_size: batch_size.max(1),
             overflow,
             wake,
@@ -157,8 +284,10 @@ impl Queue {
         }
     }
 
-    fn append(&self, st: &mut State, mut items: Vec<Envelope>) {
+    fn append(&self, st: &mut State, mut items: Vec<Envelope>, bytes: usize) {
         st.queued += items.len();
+        st.bytes += bytes;
+        st.high_water = st.high_water.max(st.queued);
         if let Some(last) = st.batches.back_mut() {
             if last.len() + items.len() <= self.batch_size {
                 last.append(&mut items);
@@ -168,57 +297,108 @@ impl Queue {
         st.batches.push_back(items);
     }
 
-    /// Drops the oldest data messages until `incoming` more fit, and puts one `Dropped` event
-    /// where the first of them was (merged with a `Dropped` event already there). tickwire's
-    /// own events (Connected, Gap, ...) are never dropped.
-    fn drop_oldest(&self, st: &mut State, incoming: usize) {
-        let mut need = (st.queued + incoming).saturating_sub(self.capacity);
-        let mut dropped = 0usize;
-        let mut hole: Option<(usize, usize, i64)> = None;
-        for (bi, batch) in st.batches.iter_mut().enumerate() {
-            if need == 0 {
+    /// True when `n` more envelopes of `bytes` fit under both bounds (an empty queue takes
+    /// anything, so one oversized batch cannot wedge the stream).
+    fn fits(&self, st: &State, n: usize, bytes: usize) -> bool {
+        st.queued == 0 || (st.queued + n <= self.capacity && st.bytes + bytes <= self.max_bytes)
+    }
+
+    /// Drops the oldest droppable envelopes until `incoming` more (of `incoming_bytes`) fit,
+    /// and says so in a `Dropped` event where the first of them was, merged with a `Dropped`
+    /// right before it. Milestones stay, in order; a `Gap` goes with the message after it.
+    /// Only the front of the queue is touched: the batches it empties are freed and the one
+    /// it stops in is compacted, so no half-empty batch keeps a large allocation.
+    fn drop_oldest(&self, st: &mut State, incoming: usize, incoming_bytes: usize) {
+        let over = |st: &State| {
+            st.queued + incoming > self.capacity || st.bytes + incoming_bytes > self.max_bytes
+        };
+        if !over(st) {
+            return;
+        }
+        // What stays of the dropped stretch: milestones and Dropped events, in order.
+        let mut head: Vec<Envelope> = Vec::new();
+        let mut dropped = 0u64;
+        // The message a dropped Gap announced goes too, even once there is room.
+        let mut partner = false;
+        while over(st) || partner {
+            let Some(mut batch) = st.batches.pop_front() else {
+                break;
+            };
+            // How far into this batch the drop reaches.
+            let mut cut = 0usize;
+            for e in &batch {
+                if partner && !e.msg.is_data() {
+                    partner = false;
+                }
+                if !(over(st) || partner) {
+                    break;
+                }
+                cut += 1;
+                st.queued -= 1;
+                st.bytes -= weight(e);
+                partner = matches!(e.msg, Msg::Gap(_));
+            }
+            for e in batch.drain(..cut) {
+                let last = head.last_mut().and_then(|l| match &mut l.msg {
+                    Msg::Dropped { count, .. } => Some(count),
+                    _ => None,
+                });
+                match (droppable(&e.msg), &e.msg, last) {
+                    (Some(n), _, Some(count)) => {
+                        dropped += n;
+                        *count += n;
+                    }
+                    (Some(n), _, None) => {
+                        dropped += n;
+                        head.push(Envelope::event(
+                            e.recv_ns,
+                            Msg::Dropped {
+                                count: n,
+                                reason: "queue full (overflow=drop_oldest)".into(),
+                            },
+                        ));
+                    }
+                    (None, Msg::Dropped { count: n, .. }, Some(count)) => *count += n,
+                    (None, _, _) => head.push(e),
+                }
+            }
+            if !batch.is_empty() {
+                // A batch that lost most of its messages gives back its allocation: many
+                // half-empty batches were how a stalled consumer's queue outgrew its bound.
+                if batch.len() < batch.capacity() / 4 {
+                    batch.shrink_to_fit();
+                }
+                st.batches.push_front(batch);
                 break;
             }
-            let before = batch.len();
-            let mut at = 0usize;
-            batch.retain(|e| {
-                let drop_it = need > 0 && e.msg.is_data();
-                if drop_it {
-                    need -= 1;
-                    hole.get_or_insert((bi, at, e.recv_ns));
-                } else {
-                    at += 1;
-                }
-                !drop_it
-            });
-            dropped += before - batch.len();
         }
-        st.queued -= dropped;
-        let Some((bi, at, recv_ns)) = hole else {
-            return;
-        };
-        Stats::add(&self.stats.dropped, dropped as u64);
-        let batch = &mut st.batches[bi];
+        Stats::add(&self.stats.dropped, dropped);
+        // A Dropped at the end of the head merges with one at the front of what stays.
         if let Some(Envelope {
-            msg: Msg::Dropped { count, .. },
+            msg: Msg::Dropped { count: n, .. },
             ..
-        }) = at.checked_sub(1).and_then(|p| batch.get_mut(p))
+        }) = head.last()
         {
-            *count += dropped as u64;
-        } else {
-            batch.insert(
-                at,
-                Envelope::event(
-                    recv_ns,
-                    Msg::Dropped {
-                        count: dropped as u64,
-                        reason: "queue full (overflow=drop_oldest)".into(),
-                    },
-                ),
-            );
-            st.queued += 1;
+            if let Some(Envelope {
+                msg: Msg::Dropped { count, .. },
+                ..
+            }) = st.batches.front_mut().and_then(|b| b.first_mut())
+            {
+                *count += n;
+                head.pop();
+            }
         }
-        st.batches.retain(|b| !b.is_empty());
+        if head.is_empty() {
+            return;
+        }
+        st.queued += head.len();
+        st.bytes += head.iter().map(weight).sum::<usize>();
+        match st.batches.front_mut() {
+            Some(b) if b.len() + head.len() <= self.batch_size => {
+                b.splice(0..0, head);
+            }
+            _ => st.batches.push_front(head),
+        }
     }
 
     /// Drops every queued state-like message that a newer queued one (or one in `incoming`)
@@ -245,7 +425,15 @@ impl Queue {
                 }
             }
             let mut it = keep.iter();
-            batch.retain(|_| *it.next().unwrap_or(&true));
+            let mut freed = 0usize;
+            batch.retain(|e| {
+                let keep = *it.next().unwrap_or(&true);
+                if !keep {
+                    freed += weight(e);
+                }
+                keep
+            });
+            st.bytes -= freed;
             removed += before - batch.len();
         }
         st.batches.retain(|b| !b.is_empty());
@@ -279,6 +467,7 @@ impl Queue {
                     },
                 );
                 st.queued += 1;
+                st.bytes += weight(&ev);
                 match st.batches.front_mut() {
                     Some(b) => b.insert(0, ev),
                     None => st.batches.push_back(vec![ev]),
@@ -290,7 +479,7 @@ impl Queue {
     /// Queues messages from the I/O task. With [`Overflow::Block`] this waits until the
     /// consumer made room (the caller then stops reading the socket: TCP backpressure).
     /// Returns `false` once the consumer has closed the stream.
-    pub async fn push(&self, items: Vec<Envelope>) -> bool {
+    pub async fn push(&self, mut items: Vec<Envelope>) -> bool {
         if items.is_empty() {
             return true;
         }
@@ -301,26 +490,52 @@ impl Queue {
                 if st.end.is_some() {
                     return false;
                 }
-                let mut fits = st.queued + items.len() <= self.capacity || st.queued == 0;
+                // Folding needs no room, so a run of bad frames never waits on the consumer.
+                let prev = st.batches.back_mut().and_then(|b| b.last_mut());
+                fold_parse_errors(prev, &mut items);
+                if items.is_empty() {
+                    return true;
+                }
+                let mut bytes: usize = items.iter().map(weight).sum();
+                let mut fits = self.fits(&st, items.len(), bytes);
                 if !fits
                     && self.overflow == Overflow::Conflate
                     && self.conflate(&mut st, &items) > 0
                 {
-                    fits = st.queued + items.len() <= self.capacity;
+                    fits = self.fits(&st, items.len(), bytes);
                     // The Dropped event must reach the consumer even if reading now pauses.
                     self.signal(&mut st);
                 }
                 if fits || self.overflow == Overflow::DropOldest {
                     if !fits {
-                        self.drop_oldest(&mut st, items.len());
+                        self.drop_oldest(&mut st, items.len(), bytes);
+                        // The queue's newest envelope may have gone: fold against the new one.
+                        let prev = st.batches.back_mut().and_then(|b| b.last_mut());
+                        if fold_parse_errors(prev, &mut items) > 0 {
+                            bytes = items.iter().map(weight).sum();
+                        }
                     }
-                    self.append(&mut st, items);
+                    if !items.is_empty() {
+                        self.append(&mut st, items, bytes);
+                    }
                     self.signal(&mut st);
                     return true;
                 }
             }
             notified.await;
         }
+    }
+
+    /// Checks the queue's own books against its contents: `(queued, bytes, milestones)` as
+    /// counted and as recounted, `milestones` being the envelopes no policy drops. For the
+    /// property tests and fuzz targets.
+    #[doc(hidden)]
+    pub fn audit(&self) -> ((usize, usize), (usize, usize), usize) {
+        let st = self.state.lock();
+        let all = st.batches.iter().flatten();
+        let recount = (all.clone().count(), all.clone().map(weight).sum());
+        let kept = all.filter(|e| droppable(&e.msg).is_none()).count();
+        ((st.queued, st.bytes), recount, kept)
     }
 
     /// Marks the first connection attempt as settled (for `wait_settled`).
@@ -347,6 +562,7 @@ impl Queue {
         let mut st = self.state.lock();
         st.batches.clear();
         st.queued = 0;
+        st.bytes = 0;
         st.end = Some(StreamEnd::ClosedByUser);
         self.signal(&mut st);
         drop(st);
@@ -360,6 +576,7 @@ impl Queue {
     fn take(&self, st: &mut State) -> Option<Pop> {
         if let Some(b) = st.batches.pop_front() {
             st.queued -= b.len();
+            st.bytes -= b.iter().map(weight).sum::<usize>();
             Stats::add(&self.stats.batches, 1);
             self.space.notify_waiters();
             return Some(Pop::Batch(b));
@@ -487,6 +704,12 @@ impl Queue {
     /// Messages waiting for the consumer.
     pub fn queued(&self) -> usize {
         self.state.lock().queued
+    }
+
+    /// Envelopes queued now, the most queued at once, and the [`weight`] queued now.
+    pub fn depth(&self) -> (usize, usize, usize) {
+        let st = self.state.lock();
+        (st.queued, st.high_water, st.bytes)
     }
 }
 
@@ -654,5 +877,176 @@ mod tests {
         let n = unsafe { libc::read(fd, buf.as_mut_ptr().cast(), buf.len()) };
         assert_eq!(n, 1);
         assert!(matches!(q.pop_or_arm(), Pop::Batch(_)));
+    }
+
+    fn trade(sym: &str, seq: u64) -> Envelope {
+        Envelope::event(
+            0,
+            Msg::Trade(crate::model::Trade {
+                symbol_id: std::sync::Arc::from(sym),
+                sequence: seq,
+                time_exchange: 0,
+                time_coinapi: 0,
+                uuid: "u".into(),
+                price: 1.0,
+                size: 1.0,
+                taker_side: std::sync::Arc::from("BUY"),
+            }),
+        )
+    }
+
+    fn gap(sym: &str, expected: u64, received: u64) -> Envelope {
+        Envelope::event(
+            0,
+            Msg::Gap(crate::model::Gap {
+                msg_type: "trade",
+                key: std::sync::Arc::from(sym),
+                expected,
+                received,
+            }),
+        )
+    }
+
+    fn parse_error(raw: &str) -> Envelope {
+        Envelope::event(
+            0,
+            Msg::ParseError {
+                reason: "bad".into(),
+                raw: raw.into(),
+                count: 1,
+            },
+        )
+    }
+
+    fn drain(q: &Queue) -> Vec<Envelope> {
+        let mut all = Vec::new();
+        while let Some(Pop::Batch(b)) = q.try_pop() {
+            all.extend(b);
+        }
+        all
+    }
+
+    #[test]
+    fn a_gap_is_dropped_with_its_message_and_both_counted() {
+        let q = Queue::new(3, 100, Overflow::DropOldest, None);
+        block_on(async {
+            q.push(vec![trade("A", 1), gap("A", 2, 5), trade("A", 5)])
+                .await;
+            // Two slots are needed: the trade goes, then the gap, which takes its message along.
+            q.push(vec![trade("A", 6), trade("A", 7)]).await;
+        });
+        let got = drain(&q);
+        let kinds: Vec<&str> = got.iter().map(|e| e.msg.type_name()).collect();
+        assert_eq!(kinds, ["dropped", "trade", "trade"], "{got:?}");
+        assert!(matches!(got[0].msg, Msg::Dropped { count: 3, .. }));
+        assert_eq!(q.stats.snapshot().dropped, 3);
+    }
+
+    #[test]
+    fn parse_errors_fold_into_the_first_of_their_run() {
+        let q = Queue::new(100, 100, Overflow::Block, None);
+        block_on(async {
+            q.push(vec![parse_error("first"), parse_error("second")])
+                .await;
+            q.push(vec![parse_error("third")]).await;
+            q.push(vec![trade("A", 1), parse_error("fourth")]).await;
+        });
+        let got = drain(&q);
+        assert_eq!(got.len(), 3);
+        assert!(matches!(&got[0].msg, Msg::ParseError { raw, count: 3, .. } if &**raw == "first"));
+        assert!(matches!(&got[2].msg, Msg::ParseError { count: 1, .. }));
+    }
+
+    /// A stalled consumer under a flood (data, gaps, bad frames) finds one Dropped event, and
+    /// every message is either delivered or counted.
+    #[test]
+    fn a_long_stall_leaves_one_dropped_event_and_exact_counts() {
+        let q = Queue::new(1000, 64, Overflow::DropOldest, None);
+        let mut pushed = 0u64;
+        block_on(async {
+            q.push(vec![Envelope::event(
+                0,
+                Msg::Connected {
+                    url: "ws://x".into(),
+                    attempt: 0,
+                },
+            )])
+            .await;
+            for round in 0..2000u64 {
+                let mut items: Vec<Envelope> =
+                    (0..50).map(|i| trade("A", round * 100 + i)).collect();
+                items.push(gap("B", 1, 3));
+                items.push(trade("B", 3));
+                items.push(parse_error("x"));
+                pushed += 53;
+                q.push(items).await;
+                assert!(q.queued() <= 1000 + 2);
+            }
+        });
+        let got = drain(&q);
+        let dropped_events: Vec<u64> = got
+            .iter()
+            .filter_map(|e| match e.msg {
+                Msg::Dropped { count, .. } => Some(count),
+                _ => None,
+            })
+            .collect();
+        assert_eq!(dropped_events.len(), 1, "{dropped_events:?}");
+        let delivered: u64 = got
+            .iter()
+            .map(|e| match e.msg {
+                Msg::ParseError { count, .. } => count,
+                Msg::Dropped { .. } | Msg::Connected { .. } => 0,
+                _ => 1,
+            })
+            .sum();
+        assert_eq!(delivered + dropped_events[0], pushed);
+        assert_eq!(q.stats.snapshot().dropped, dropped_events[0]);
+        assert!(matches!(got[0].msg, Msg::Connected { .. }));
+    }
+
+    #[test]
+    fn the_byte_bound_holds_with_few_messages() {
+        let big = "x".repeat(10_000);
+        let q = Queue::with_max_bytes(1_000_000, 50_000, 100, Overflow::DropOldest, None);
+        block_on(async {
+            for _ in 0..100 {
+                q.push(vec![Envelope::event(
+                    0,
+                    Msg::Unknown(crate::model::Unknown {
+                        kind: "x".into(),
+                        raw: big.as_str().into(),
+                    }),
+                )])
+                .await;
+                let (_, _, bytes) = q.depth();
+                assert!(bytes <= 50_000, "{bytes}");
+            }
+        });
+        let (queued, high, _) = q.depth();
+        assert!(queued <= 5, "{queued}");
+        assert!(high <= 6);
+        // Blocking obeys the byte bound too: a push that does not fit waits.
+        let b = Queue::with_max_bytes(1_000_000, 15_000, 100, Overflow::Block, None);
+        let unknown = || {
+            vec![Envelope::event(
+                0,
+                Msg::Unknown(crate::model::Unknown {
+                    kind: "x".into(),
+                    raw: big.as_str().into(),
+                }),
+            )]
+        };
+        block_on(async { b.push(unknown()).await });
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
+        let waited = rt.block_on(async {
+            tokio::time::timeout(Duration::from_millis(50), b.push(unknown()))
+                .await
+                .is_err()
+        });
+        assert!(waited);
     }
 }

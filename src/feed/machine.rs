@@ -21,9 +21,6 @@ use crate::protocol::{Decoder, ScopeChange, Session, Verdict};
 /// hour.
 pub const SWITCH_WITHIN: Duration = Duration::from_secs(5);
 
-/// A `ParseError` keeps at most this much of the offending frame.
-const RAW_KEEP: usize = 4096;
-
 /// The time as the machine sees it: `mono` is monotonic time since the caller's origin (it
 /// drives every deadline); `wall_ns` is the wall clock in ns since the epoch (it stamps
 /// messages and places a notice's `before_time`).
@@ -205,11 +202,6 @@ pub struct Settings {
     pub answer_expected: bool,
 }
 
-fn lossy_prefix(bytes: &[u8]) -> Box<str> {
-    let cut = bytes.len().min(RAW_KEEP);
-    String::from_utf8_lossy(&bytes[..cut]).into()
-}
-
 /// What a decoded frame asks of the connection.
 enum After {
     Continue,
@@ -274,7 +266,8 @@ impl Reader {
                     recv_ns,
                     Msg::ParseError {
                         reason: e.0.into(),
-                        raw: lossy_prefix(payload),
+                        raw: crate::model::parse_error_raw(payload),
+                        count: 1,
                     },
                 ));
                 return After::Continue;

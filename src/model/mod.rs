@@ -8,6 +8,22 @@ pub mod time;
 
 use std::sync::Arc;
 
+/// The most of an unparseable frame a `ParseError` keeps (1 KiB), so a flood of large bad
+/// frames cannot fill memory through its events.
+pub const PARSE_ERROR_RAW_MAX: usize = 1024;
+
+/// The first `PARSE_ERROR_RAW_MAX` bytes of a frame as text (lossy for non-UTF-8 bytes), cut
+/// on a character boundary.
+pub fn parse_error_raw(bytes: &[u8]) -> Box<str> {
+    let cut = bytes.len().min(PARSE_ERROR_RAW_MAX);
+    let mut text = String::from_utf8_lossy(&bytes[..cut]).into_owned();
+    // A replacement character may have grown the text past the cap.
+    while text.len() > PARSE_ERROR_RAW_MAX {
+        text.pop();
+    }
+    text.into_boxed_str()
+}
+
 /// An interned key string (symbol id, index id, asset id).
 pub type Key = Arc<str>;
 
@@ -285,10 +301,13 @@ pub enum Msg {
         held: u64,
         overlap_dropped: u64,
     },
-    /// A frame that could not be parsed; `raw` is its text (lossy for non-UTF-8 bytes).
+    /// A frame that could not be parsed; `raw` is its text (lossy for non-UTF-8 bytes, at most
+    /// [`PARSE_ERROR_RAW_MAX`] bytes). `count` frames in a row failed: the queue folds a run of
+    /// them into its first one's `reason` and `raw`.
     ParseError {
         reason: Box<str>,
         raw: Box<str>,
+        count: u64,
     },
 }
 

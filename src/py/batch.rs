@@ -221,22 +221,16 @@ fn object(py: Python<'_>, e: &Envelope, keys: &mut KeyCache) -> PyResult<Py<PyAn
             },
         )?
         .into_any(),
-        Msg::Metadata(x) => {
-            let loads = py
-                .import(intern!(py, "json"))?
-                .getattr(intern!(py, "loads"))?;
-            let fields = loads.call1((&*x.json,))?.cast_into()?.unbind();
-            Py::new(
-                py,
-                m::Metadata {
-                    type_: keys.get(py, &x.kind),
-                    recv_ns,
-                    fields,
-                    raw,
-                },
-            )?
-            .into_any()
-        }
+        Msg::Metadata(x) => Py::new(
+            py,
+            m::Metadata {
+                type_: keys.get(py, &x.kind),
+                recv_ns,
+                raw,
+                json: x.json.into(),
+            },
+        )?
+        .into_any(),
         Msg::Unknown(u) => Py::new(
             py,
             m::Unknown {
@@ -353,13 +347,14 @@ fn object(py: Python<'_>, e: &Envelope, keys: &mut KeyCache) -> PyResult<Py<PyAn
             },
         )?
         .into_any(),
-        Msg::ParseError { reason, raw } => Py::new(
+        Msg::ParseError { reason, raw, count } => Py::new(
             py,
             m::ParseError {
                 type_: s(py, intern!(py, "parse_error")),
                 recv_ns,
                 reason: reason.into(),
                 raw: raw.into(),
+                count,
             },
         )?
         .into_any(),

@@ -36,9 +36,21 @@ pub struct StreamCore {
     status: Arc<client::Status>,
     keys: Arc<Mutex<KeyCache>>,
     latency: Mutex<LatencyHistogram>,
+    /// Consumer clock minus the server's `time_coinapi`, for messages that carry one.
+    lag: Mutex<LatencyHistogram>,
     /// How long a wait spins before it sleeps (`busy_poll`); zero: never spins.
     busy_poll: Duration,
+    /// The process's fork generation when the stream was made: another one means this is a
+    /// forked child's copy, whose queue, locks and task belong to the parent's runtime.
+    generation: u64,
+    /// Process-unique, in order of creation; tags the stream's log records.
+    id: u64,
+    /// The URL as tickwire shows it (no key).
+    shown_url: String,
 }
+
+/// The next stream's id.
+static NEXT_ID: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(1);
 
 /// `tickwire.Stats`: a snapshot of a stream's counters.
 #[pyclass(frozen, get_all, module = "tickwire._core", name = "Stats")]
@@ -55,23 +67,47 @@ pub struct Stats {
     pub last_frame_age_s: Option<f64>,
     /// Socket read to consumer, microseconds: `{"p50", "p99", "max"}`.
     pub latency_us: Py<PyDict>,
+    /// Envelopes (messages and events) waiting in the queue now.
+    pub queue_depth: u64,
+    /// The most envelopes the queue held at once.
+    pub queue_high_water: u64,
+    /// When the consumer took a message minus its `time_coinapi`, microseconds: `{"p50",
+    /// "p99"}` (zero before the first such message; clock skew between the server and this
+    /// machine is included, negative values count as zero).
+    pub lag_us: Py<PyDict>,
 }
+
+/// The attributes `Stats`' repr shows, in order.
+const STATS_SHOWN: &[&str] = &[
+    "messages",
+    "bytes",
+    "batches",
+    "gaps",
+    "duplicates",
+    "dropped",
+    "parse_errors",
+    "reconnects",
+    "last_frame_age_s",
+    "latency_us",
+    "queue_depth",
+    "queue_high_water",
+    "lag_us",
+];
 
 #[pymethods]
 impl Stats {
-    fn __repr__(&self) -> String {
-        format!(
-            "Stats(messages={}, bytes={}, batches={}, gaps={}, duplicates={}, dropped={}, \
-             parse_errors={}, reconnects={})",
-            self.messages,
-            self.bytes,
-            self.batches,
-            self.gaps,
-            self.duplicates,
-            self.dropped,
-            self.parse_errors,
-            self.reconnects
-        )
+    /// Every counter, the last frame's age (ms precision) and the latency quantiles.
+    fn __repr__(slf: &Bound<'_, Self>) -> PyResult<String> {
+        let mut parts = Vec::with_capacity(STATS_SHOWN.len());
+        for name in STATS_SHOWN {
+            let shown = match slf.getattr(*name)?.extract::<Option<f64>>() {
+                // Floats (the age) to the millisecond; a full repr would be noise.
+                Ok(Some(v)) if *name == "last_frame_age_s" => format!("{v:.3}"),
+                _ => slf.getattr(*name)?.repr()?.to_string(),
+            };
+            parts.push(format!("{name}={shown}"));
+        }
+        Ok(format!("Stats({})", parts.join(", ")))
     }
 }
 
@@ -139,12 +175,32 @@ fn run_until_ready(inline: InlineIo<'_>, q: &Queue, mut more: impl FnMut() -> bo
     });
 }
 
+/// The server's own stamp of a CoinAPI message, for `lag_us`.
+fn time_coinapi(msg: &crate::model::Msg) -> Option<i64> {
+    use crate::model::Msg;
+    match msg {
+        Msg::Trade(m) => Some(m.time_coinapi),
+        Msg::Quote(m) => Some(m.time_coinapi),
+        Msg::Book(m) => Some(m.time_coinapi),
+        Msg::BookL3(m) => Some(m.time_coinapi),
+        Msg::Index(m) => Some(m.time_coinapi),
+        _ => None,
+    }
+}
+
 impl StreamCore {
     fn record_latency(&self, items: &[crate::model::Envelope]) {
         let now = wall_ns();
         let mut h = self.latency.lock();
         for e in items {
             h.record_ns(now - e.recv_ns);
+        }
+        drop(h);
+        let mut lag = self.lag.lock();
+        for e in items {
+            if let Some(t) = time_coinapi(&e.msg) {
+                lag.record_ns(now.saturating_sub(t));
+            }
         }
     }
 
@@ -239,6 +295,22 @@ impl StreamCore {
         }
     }
 
+    /// Whether this is a forked child's copy of a parent's stream.
+    fn inherited(&self) -> bool {
+        self.generation != super::runtime::fork_generation()
+    }
+
+    /// Refuses a stream made before `fork()`: its locks may be held by threads that did not
+    /// come along, and its task runs in the parent only.
+    fn usable(&self) -> PyResult<()> {
+        if self.inherited() {
+            return Err(super::errors::StreamClosed::new_err(
+                "the stream was created before fork: streams do not cross os.fork();                  connect again in the child",
+            ));
+        }
+        Ok(())
+    }
+
     fn send(&self, cmd: Command) -> PyResult<()> {
         if self.queue.is_closed_by_user() {
             return Err(Error::Closed.into());
@@ -261,8 +333,9 @@ impl StreamCore {
         index_ids, heartbeat, update_limit_ms_quote, update_limit_ms_book_snapshot,
         update_limit_ms_exrate, update_limit_ms_index, batch_size, queue_size, overflow,
         heartbeat_timeout, ping_timeout, connect_timeout, reconnect, compression,
-        max_message_size, ca_file, keep_raw, busy_poll=0.0, write_timeout=10.0, close_timeout=2.0,
-        initial_attempts=3))]
+        max_message_size, ca_file, keep_raw, busy_poll=0.0,
+        queue_bytes=crate::delivery::queue::DEFAULT_MAX_BYTES, write_timeout=10.0,
+        close_timeout=2.0, initial_attempts=3))]
     fn py_new(
         url: &str,
         protocol: &str,
@@ -294,6 +367,7 @@ impl StreamCore {
         ca_file: Option<PathBuf>,
         keep_raw: bool,
         busy_poll: f64,
+        queue_bytes: usize,
         write_timeout: f64,
         close_timeout: f64,
         initial_attempts: u32,
@@ -316,8 +390,11 @@ impl StreamCore {
                     "url scheme must be ws or wss, not {s}"
                 ))),
             })?;
-        if batch_size == 0 || queue_size == 0 {
-            return Err(Error::Config("batch_size and queue_size must be positive".into()).into());
+        if batch_size == 0 || queue_size == 0 || queue_bytes == 0 {
+            return Err(Error::Config(
+                "batch_size, queue_size and queue_bytes must be positive".into(),
+            )
+            .into());
         }
         let overflow = overflow_of(overflow)?;
         let scope = Scope {
@@ -409,8 +486,13 @@ impl StreamCore {
             crate::delivery::wake::WakePipe::new()
         }
         .map_err(|e| Error::Config(format!("cannot create the wake-up pipe: {e}")))?;
-        let queue = Queue::new(queue_size, batch_size, overflow, Some(wake));
-        let (commands, status) = client::spawn(io().handle(), config, queue.clone());
+        let queue =
+            Queue::with_max_bytes(queue_size, queue_bytes, batch_size, overflow, Some(wake));
+        let id = NEXT_ID.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let shown_url = client::redact_url(&config.connect.url);
+        // The application may have set the `tickwire` logger's level since the last look.
+        Python::attach(super::logs::sync_level);
+        let (commands, status) = client::spawn(io().handle(), config, queue.clone(), id);
         Ok(StreamCore {
             session,
             queue,
@@ -418,14 +500,31 @@ impl StreamCore {
             status,
             keys: Arc::new(Mutex::new(KeyCache::default())),
             latency: Mutex::new(LatencyHistogram::default()),
+            lag: Mutex::new(LatencyHistogram::default()),
             busy_poll,
+            generation: super::runtime::fork_generation(),
+            id,
+            shown_url,
         })
+    }
+
+    /// The stream's process-unique id (its log records carry it as `stream_id`).
+    #[getter]
+    fn id(&self) -> u64 {
+        self.id
+    }
+
+    /// The URL as tickwire shows it (no key).
+    #[getter]
+    fn url(&self) -> &str {
+        &self.shown_url
     }
 
     /// Waits up to `timeout` seconds (`None`: forever) for a batch, without the GIL.
     /// Returns a `Batch`, `True` when nothing came in time, `False` at the end of the stream.
     #[pyo3(signature = (timeout=None))]
     fn poll(&self, py: Python<'_>, timeout: Option<f64>) -> PyResult<Py<PyAny>> {
+        self.usable()?;
         let wait = timeout.map(bounded);
         let deadline = wait.map(|w| std::time::Instant::now() + w);
         if let Some(pop) = self.spin(py, wait) {
@@ -455,6 +554,7 @@ impl StreamCore {
     /// A batch if one is ready; otherwise arms the wake-up fd and returns `True`
     /// (`False` at the end of the stream).
     fn poll_or_arm(&self, py: Python<'_>) -> PyResult<Py<PyAny>> {
+        self.usable()?;
         if let Some(pop) = self.spin(py, None) {
             return self.answer(py, pop);
         }
@@ -481,6 +581,7 @@ impl StreamCore {
     /// the I/O runtime takes the GIL to complete an asyncio future for every batch).
     #[cfg(feature = "async-runtimes")]
     fn next_batch_future<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyAny>> {
+        self.usable()?;
         static BRIDGED: std::sync::Once = std::sync::Once::new();
         // Ignored error: the bridge was already given a runtime, which can only be ours.
         BRIDGED.call_once(|| {
@@ -502,6 +603,7 @@ impl StreamCore {
 
     /// Waits (without the GIL) until the first connection attempt settled; raises its failure.
     fn wait_connected(&self, py: Python<'_>, timeout: f64) -> PyResult<bool> {
+        self.usable()?;
         let deadline = std::time::Instant::now() + bounded(timeout);
         loop {
             let q = &self.queue;
@@ -520,6 +622,7 @@ impl StreamCore {
 
     /// True once settled (raising an early failure); otherwise arms the wake-up fd.
     fn connected_or_arm(&self) -> PyResult<bool> {
+        self.usable()?;
         if self.queue.settled_or_arm() {
             return self.check_connected();
         }
@@ -547,6 +650,7 @@ impl StreamCore {
     }
 
     fn stats(&self, py: Python<'_>) -> PyResult<Stats> {
+        self.usable()?;
         super::logs::flush(py);
         let s = self.queue.stats.snapshot();
         let h = self.latency.lock().clone();
@@ -554,6 +658,11 @@ impl StreamCore {
         lat.set_item("p50", h.quantile_us(0.5))?;
         lat.set_item("p99", h.quantile_us(0.99))?;
         lat.set_item("max", h.max_us())?;
+        let g = self.lag.lock().clone();
+        let lag = PyDict::new(py);
+        lag.set_item("p50", g.quantile_us(0.5))?;
+        lag.set_item("p99", g.quantile_us(0.99))?;
+        let (depth, high_water, _) = self.queue.depth();
         Ok(Stats {
             messages: s.messages,
             bytes: s.bytes,
@@ -566,6 +675,9 @@ impl StreamCore {
             last_frame_age_s: (s.last_frame_ns > 0)
                 .then(|| (wall_ns() - s.last_frame_ns) as f64 / 1e9),
             latency_us: lat.unbind(),
+            queue_depth: depth as u64,
+            queue_high_water: high_water as u64,
+            lag_us: lag.unbind(),
         })
     }
 
@@ -585,6 +697,7 @@ impl StreamCore {
         instruments: Vec<String>,
         all: bool,
     ) -> PyResult<()> {
+        self.usable()?;
         let change = self.change(
             [data_types, symbols, assets, exchanges, periods, index_ids],
             instruments,
@@ -599,18 +712,32 @@ impl StreamCore {
 
     /// Closes the connection and discards what is queued; idempotent.
     fn close(&self) {
+        if self.inherited() {
+            // The parent's to close; the child's copy of the socket is closed already.
+            return;
+        }
         self.queue.close();
         let _ = self.commands.send(Command::Close);
     }
 
     #[getter]
     fn closed(&self) -> bool {
-        self.queue.is_closed_by_user()
+        // An inherited stream was not closed by the user; using it raises on its own.
+        !self.inherited() && self.queue.is_closed_by_user()
     }
 }
 
 impl Drop for StreamCore {
     fn drop(&mut self) {
+        if self.inherited() {
+            // Closing the queue or the command channel would take locks and wake a task of
+            // the parent's runtime (its scheduler state is in this process too, possibly
+            // locked by a thread that did not come along): leave both alone, leaked.
+            let (queue, commands) = (self.queue.clone(), self.commands.clone());
+            std::mem::forget(queue);
+            std::mem::forget(commands);
+            return;
+        }
         self.queue.close();
         let _ = self.commands.send(Command::Close);
     }
