@@ -58,6 +58,9 @@ class ReconnectPolicy:
 
     Attempt ``n`` (0-based) waits
     ``min(max_delay, initial_delay * factor**n) * uniform(1 - jitter, 1 + jitter)``.
+    Until the stream's first connection is made (its first frame after the opening request),
+    ``initial_attempts`` dials are tried; then entering the stream raises ``ConnectError`` (or
+    ``AuthError``) naming the last cause. Reconnect notices are paced by the same backoff.
     """
 
     on_notice: OnNotice = "make_before_break"
@@ -66,6 +69,7 @@ class ReconnectPolicy:
     factor: float = 2.0
     jitter: float = 0.2
     max_attempts: int | None = None
+    initial_attempts: int = 3
 
     def __post_init__(self) -> None:
         if self.on_notice not in ("make_before_break", "immediate", "wait_for_close"):
@@ -80,6 +84,8 @@ class ReconnectPolicy:
             raise ValueError("jitter must be in [0, 1)")
         if self.max_attempts is not None and self.max_attempts < 0:
             raise ValueError("max_attempts must be >= 0")
+        if self.initial_attempts < 1:
+            raise ValueError("initial_attempts must be >= 1")
 
 
 @dataclass(frozen=True)

@@ -422,6 +422,18 @@ def cmd_stream_coinapi(args: argparse.Namespace) -> int:
     return _print_stream(feed, args)
 
 
+def _say_what_it_waits_for(stream: tw.Stream) -> None:
+    """Until the first connection is made (or given up), says on stderr what the stream
+    waits for, e.g. "connecting to …, attempt 2, retrying in 0.4 s: connection refused"."""
+    shown = None
+    while stream.state == "connecting":
+        waiting = stream.waiting
+        if waiting is not None and waiting != shown:
+            print(f"tickwire stream: {waiting}", file=sys.stderr, flush=True)
+            shown = waiting
+        time.sleep(0.05)
+
+
 def _print_stream(feed: tw.CoinAPI | tw.Moment, args: argparse.Namespace) -> int:
     """Prints one JSON object per message (or the live table) until the count, the time or
     Ctrl-C; serves ``--metrics`` meanwhile."""
@@ -442,6 +454,7 @@ def _print_stream(feed: tw.CoinAPI | tw.Moment, args: argparse.Namespace) -> int
             return EXIT_ERROR
         print(f"tickwire stream: metrics at {endpoint.url}", file=sys.stderr, flush=True)
     try:
+        _say_what_it_waits_for(stream)
         with stream:
             if args.table:
                 _table_loop(stream, args)

@@ -4,8 +4,8 @@
 //! Every case is decoded twice, by a fresh decoder and by one that has already decoded other
 //! frames, and must give exactly the expected [`Msg`] (every field; times as exact ns) or a
 //! [`DecodeError`] whose text contains the expected fragment (`|` separates accepted
-//! alternatives). A panic fails the case. Cases marked `#[ignore]` pin decoder bugs: they state
-//! the correct behaviour and fail today; run them with `cargo test -- --ignored`.
+//! alternatives). A panic fails the case. The `bug_` cases pin decoder bugs that were fixed:
+//! they state the correct behaviour and pass, so a regression fails them.
 
 use std::collections::HashMap;
 use std::panic::{catch_unwind, AssertUnwindSafe};
@@ -863,7 +863,7 @@ case!(index_sequence_above_2_pow_53: err => set("index.json", "sequence", "90071
 case!(index_sequence_compact_above_2_pow_53: err => br#"{"type":"index","index_id":"I","sequence":9007199254740993,"time_coinapi":"2024-05-01T14:30:00Z","value":1.5}"#, "index: field `sequence` is above 2**53");
 
 // ---------------------------------------------------------------------------------------------
-// Decoder bugs: the correct behaviour, failing today (see each reason)
+// Fixed decoder bugs: the correct behaviour, checked so that none comes back
 // ---------------------------------------------------------------------------------------------
 
 case!(bug_date_only_year_9999: err => stamped("9999-12-31"), "is not an ISO-8601 timestamp");

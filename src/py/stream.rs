@@ -32,6 +32,8 @@ pub struct StreamCore {
     session: Session,
     queue: Arc<Queue>,
     commands: mpsc::UnboundedSender<Command>,
+    /// The connection's state, written by the stream's task.
+    status: Arc<client::Status>,
     keys: Arc<Mutex<KeyCache>>,
     latency: Mutex<LatencyHistogram>,
     /// Consumer clock minus the server's `time_coinapi`, for messages that carry one.
@@ -332,7 +334,8 @@ impl StreamCore {
         update_limit_ms_exrate, update_limit_ms_index, batch_size, queue_size, overflow,
         heartbeat_timeout, ping_timeout, connect_timeout, reconnect, compression,
         max_message_size, ca_file, keep_raw, busy_poll=0.0,
-        queue_bytes=crate::delivery::queue::DEFAULT_MAX_BYTES))]
+        queue_bytes=crate::delivery::queue::DEFAULT_MAX_BYTES, write_timeout=10.0,
+        close_timeout=2.0, initial_attempts=3))]
     fn py_new(
         url: &str,
         protocol: &str,
@@ -365,6 +368,9 @@ impl StreamCore {
         keep_raw: bool,
         busy_poll: f64,
         queue_bytes: usize,
+        write_timeout: f64,
+        close_timeout: f64,
+        initial_attempts: u32,
     ) -> PyResult<Self> {
         let busy_poll = match busy_poll {
             0.0 => Duration::ZERO,
@@ -448,6 +454,7 @@ impl StreamCore {
                 factor,
                 jitter,
                 max_attempts,
+                initial_attempts,
             },
         );
         let config = ClientConfig {
@@ -458,6 +465,10 @@ impl StreamCore {
                 max_message_size,
                 connect_timeout: seconds("connect_timeout", Some(connect_timeout))?
                     .unwrap_or(Duration::from_secs(10)),
+                write_timeout: seconds("write_timeout", Some(write_timeout))?
+                    .unwrap_or(Duration::from_secs(10)),
+                close_timeout: seconds("close_timeout", Some(close_timeout))?
+                    .unwrap_or(Duration::from_secs(2)),
                 ca_file,
             },
             session: session.clone(),
@@ -481,11 +492,12 @@ impl StreamCore {
         let shown_url = client::redact_url(&config.connect.url);
         // The application may have set the `tickwire` logger's level since the last look.
         Python::attach(super::logs::sync_level);
-        let commands = client::spawn(io().handle(), config, queue.clone(), id);
+        let (commands, status) = client::spawn(io().handle(), config, queue.clone(), id);
         Ok(StreamCore {
             session,
             queue,
             commands,
+            status,
             keys: Arc::new(Mutex::new(KeyCache::default())),
             latency: Mutex::new(LatencyHistogram::default()),
             lag: Mutex::new(LatencyHistogram::default()),
@@ -615,6 +627,20 @@ impl StreamCore {
             return self.check_connected();
         }
         Ok(false)
+    }
+
+    /// The connection's state: "connecting", "open", "probing", "holding", "switching",
+    /// "closing" or "closed".
+    #[getter]
+    fn state(&self) -> &'static str {
+        self.status.state().name()
+    }
+
+    /// What the stream is waiting for while it is not connected (the attempt, the delay and
+    /// the last cause), or `None`.
+    #[getter]
+    fn waiting(&self) -> Option<String> {
+        self.status.waiting()
     }
 
     /// The fd an asyncio loop watches for wake-ups.

@@ -51,6 +51,11 @@ pub struct ConnectOptions {
     pub compression: bool,
     pub max_message_size: usize,
     pub connect_timeout: Duration,
+    /// The longest any send, ping or flush may take: a peer that stops reading fails the
+    /// connection instead of wedging it.
+    pub write_timeout: Duration,
+    /// The longest a close may take before the socket is dropped anyway.
+    pub close_timeout: Duration,
     pub ca_file: Option<PathBuf>,
 }
 
@@ -155,6 +160,32 @@ pub struct Connection {
     _registered: fds::Registered,
     /// What the checked byte stream saw (the upgrade's extensions, a broken RFC 6455 rule).
     seen: Arc<strict::Seen>,
+    write_timeout: Duration,
+    close_timeout: Duration,
+}
+
+fn write_failed(e: &WebSocketError) -> TransportError {
+    TransportError {
+        reason: e.to_string(),
+        code: None,
+    }
+}
+
+/// Bounds one write by `limit`.
+async fn bounded<F>(limit: Duration, write: F) -> Result<(), TransportError>
+where
+    F: std::future::Future<Output = Result<(), WebSocketError>>,
+{
+    match tokio::time::timeout(limit, write).await {
+        Ok(r) => r.map_err(|e| write_failed(&e)),
+        Err(_) => Err(TransportError {
+            reason: format!(
+                "the server read nothing for {:.1} s (write_timeout)",
+                limit.as_secs_f64()
+            ),
+            code: None,
+        }),
+    }
 }
 
 impl Connection {
@@ -194,6 +225,8 @@ impl Connection {
                     ws,
                     _registered: registered,
                     seen,
+                    write_timeout: opts.write_timeout,
+                    close_timeout: opts.close_timeout,
                 })
         };
         match tokio::time::timeout(opts.connect_timeout, open).await {
@@ -295,8 +328,14 @@ impl Connection {
                         .unwrap_or_default()
                         .to_string(),
                 },
-                // yawc reassembles fragments before handing frames out.
-                OpCode::Continuation => Frame::Pong,
+                // yawc reassembles fragments, so a continuation handed out on its own is a
+                // frame no message started: the server broke the protocol.
+                OpCode::Continuation => {
+                    return Err(TransportError {
+                        reason: "a continuation frame without a message to continue".into(),
+                        code: Some(1002),
+                    })
+                }
             }),
         }
     }
@@ -328,48 +367,43 @@ impl Connection {
         Poll::Ready(self.convert(item))
     }
 
-    /// Sends one text frame and flushes it.
+    /// Sends one text frame and flushes it, within `write_timeout`.
     ///
     /// # Errors
-    /// [`TransportError`] when the socket is gone.
+    /// [`TransportError`] when the socket is gone or the peer stopped reading.
     pub async fn send_text(&mut self, text: String) -> Result<(), TransportError> {
-        self.ws
-            .send(WsFrame::text(text))
-            .await
-            .map_err(|e| TransportError {
-                reason: e.to_string(),
-                code: None,
-            })
+        bounded(self.write_timeout, self.ws.send(WsFrame::text(text))).await
     }
 
-    /// Sends a ping (our own liveness probe).
+    /// Sends a ping (our own liveness probe), within `write_timeout`.
     ///
     /// # Errors
-    /// [`TransportError`] when the socket is gone.
+    /// [`TransportError`] when the socket is gone or the peer stopped reading.
     pub async fn ping(&mut self) -> Result<(), TransportError> {
-        self.ws
-            .send(WsFrame::ping(bytes::Bytes::new()))
-            .await
-            .map_err(|e| TransportError {
-                reason: e.to_string(),
-                code: None,
-            })
+        bounded(
+            self.write_timeout,
+            self.ws.send(WsFrame::ping(bytes::Bytes::new())),
+        )
+        .await
     }
 
     /// Writes out whatever the connection owes the server (pongs queued by reads, close
-    /// replies), so a pong never waits for our next data write.
+    /// replies), so a pong never waits for our next data write; within `write_timeout`.
     ///
     /// # Errors
-    /// [`TransportError`] when the socket is gone.
+    /// [`TransportError`] when the socket is gone or the peer stopped reading.
     pub async fn flush(&mut self) -> Result<(), TransportError> {
-        self.ws.flush().await.map_err(|e| TransportError {
-            reason: e.to_string(),
-            code: None,
-        })
+        bounded(self.write_timeout, self.ws.flush()).await
     }
 
-    /// Closes politely (close frame, then flush); errors are irrelevant at this point.
+    /// Closes politely (close frame, then flush) within `close_timeout`, then drops the
+    /// socket whatever the peer does; errors are irrelevant at this point.
     pub async fn close(mut self) {
-        let _ = tokio::time::timeout(Duration::from_secs(1), self.ws.close()).await;
+        self.shutdown().await;
+    }
+
+    /// As [`Connection::close`], keeping the (now closed) connection for its owner to drop.
+    pub async fn shutdown(&mut self) {
+        let _ = tokio::time::timeout(self.close_timeout, self.ws.close()).await;
     }
 }
