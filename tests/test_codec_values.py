@@ -121,7 +121,8 @@ def test_sequence_above_2_pow_53_is_a_parse_error(sequences: list[int]) -> None:
         trades = [m.sequence for m in items if isinstance(m, tw.Trade)]
         errors = [m for m in items if isinstance(m, tw.ParseError)]
         assert trades == [1, 2, 3]
-        assert len(errors) == 1 and "above 2**53" in errors[0].reason
+        assert len(errors) == 1
+        assert "above 2**53" in errors[0].reason
         assert stats.gaps == 0
         assert not any(isinstance(m, tw.Gap) for m in items)
 
@@ -138,7 +139,8 @@ def test_msg_number_without_a_date_is_a_parse_error(bad: int) -> None:
         numbers = [m.msg_number for m in items if isinstance(m, tw.OrderUpdate)]
         errors = [m for m in items if isinstance(m, tw.ParseError)]
         assert numbers == [DAY + n for n in (1, 2, 3, 4)]
-        assert len(errors) == 1 and "does not start with a date" in errors[0].reason
+        assert len(errors) == 1
+        assert "does not start with a date" in errors[0].reason
         # The reconnect resumes after the last real order, not from the bad number.
         assert len(server.paths) >= 2
         assert server.paths[1].endswith(f"start_msg_number={DAY + 3:018}")
