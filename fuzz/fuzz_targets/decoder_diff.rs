@@ -26,7 +26,10 @@ fn check<V: Venue>(d: &mut FrameDecoder<V>, frame: &[u8]) {
     let general = d.decode_general(frame);
     if let Some(fast) = d.decode_fast(frame) {
         // `Debug` prints each f64 as its shortest round-trip text: equal text, equal bits.
-        let (f, g) = (format!("{:?}", Ok::<_, ()>(&fast)), format!("{:?}", general.as_ref().map_err(|_| ())));
+        let (f, g) = (
+            format!("{:?}", Ok::<_, ()>(&fast)),
+            format!("{:?}", general.as_ref().map_err(|_| ())),
+        );
         assert!(
             f == g,
             "fast {f}\ngeneral {g}\nframe {:?}",
