@@ -8,6 +8,11 @@
 //! frames in it. Every decode first copies its frame into one reused buffer, because simd-json
 //! parses in place; serde_json gets the same copy so both sides pay for it.
 //!
+//! `tickwire` is the client's decoder (the schema-aware fast path, falling back to the
+//! general decoder); `tickwire_general` the general decoder alone (simd-json into a tape), as
+//! the client ran before the fast path. Every frame of the mix takes the fast path (checked
+//! before measuring).
+//!
 //! The serde_json peer here builds a `serde_json::Value`. A typed-struct peer needs
 //! `serde = { features = ["derive"] }` among the dev-dependencies.
 
@@ -214,13 +219,23 @@ fn total_bytes(frames: &[Vec<u8>]) -> u64 {
     frames.iter().map(|f| f.len() as u64).sum()
 }
 
-/// Decodes every frame with one reused decoder.
+/// Decodes every frame with one reused decoder (the fast path, then the general decoder for
+/// what it declines: what the client runs).
 fn run_tickwire(d: &mut CoinApiDecoder, buf: &mut Vec<u8>, frames: &[Vec<u8>]) {
     for f in frames {
         buf.clear();
         buf.extend_from_slice(f);
         // An error would make the comparison meaningless; the frames are all valid.
         black_box(d.decode(buf).expect("valid frame"));
+    }
+}
+
+/// The general decoder alone (simd-json tape), the client's decoder before the fast path.
+fn run_tickwire_general(d: &mut CoinApiDecoder, buf: &mut Vec<u8>, frames: &[Vec<u8>]) {
+    for f in frames {
+        buf.clear();
+        buf.extend_from_slice(f);
+        black_box(d.decode_general(buf).expect("valid frame"));
     }
 }
 
@@ -245,6 +260,14 @@ fn add_peers(
     group.bench_with_input(BenchmarkId::new("tickwire", name), frames, |b, fr| {
         b.iter(|| run_tickwire(&mut d, &mut buf, fr));
     });
+    let mut g = CoinApiDecoder::default();
+    group.bench_with_input(
+        BenchmarkId::new("tickwire_general", name),
+        frames,
+        |b, fr| {
+            b.iter(|| run_tickwire_general(&mut g, &mut buf, fr));
+        },
+    );
     group.bench_with_input(
         BenchmarkId::new("serde_json_value", name),
         frames,
@@ -261,6 +284,13 @@ fn coinapi_mix(c: &mut Criterion) {
         frames.len(),
         total_bytes(&frames),
         total_bytes(&frames) as f64 / frames.len() as f64
+    );
+    let mut d = CoinApiDecoder::default();
+    let fast = frames.iter().filter(|f| d.decode_fast(f).is_some()).count();
+    assert_eq!(
+        fast,
+        frames.len(),
+        "every frame of the mix takes the fast path"
     );
     let mut group = c.benchmark_group("coinapi_mix");
     add_peers(&mut group, "10k", &frames);

@@ -173,3 +173,138 @@ def test_stream_wrong_key_exits_3_without_the_key(make_sim: Any) -> None:
     assert r.returncode == 3, (r.stdout, r.stderr)
     assert secret not in r.stdout
     assert secret not in r.stderr
+
+
+def assert_one_line_usage_error(r: Any, *expected: str) -> None:
+    """Exit 2, one line on stderr naming the problem, no traceback, nothing on stdout."""
+    assert r.returncode == 2, (r.stdout, r.stderr)
+    lines = r.stderr.strip().splitlines()
+    assert len(lines) == 1, r.stderr
+    assert "Traceback" not in r.stderr
+    for text in expected:
+        assert text in lines[0], lines[0]
+
+
+@pytest.mark.parametrize(
+    ("args", "expected"),
+    [
+        (("stream", "coinapi", "--url", "https://ws.coinapi.io/v1/"), ("ws://", "https")),
+        (("stream", "coinapi", "--url", "notaurl"), ("--url", "notaurl")),
+        (("stream", "coinapi", "--url", "ws://"), ("no host",)),
+        (("stream", "coinapi", "--url", "ws://127.0.0.1:99999/"), ("not a URL",)),
+        (("stream", "moment", "prices", "--url", "http://127.0.0.1:1/"), ("ws://",)),
+        (("stream", "moment", "prices", "--environment", "prod"), ("--environment", "prod")),
+        (("stream", "coinapi", "--count", "-3"), ("--count",)),
+        (("stream", "coinapi", "--seconds", "nan"), ("--seconds",)),
+        (("demo", "--seconds", "inf"), ("--seconds",)),
+        (("demo", "--rate", "fast"), ("--rate",)),
+        (("sim", "--port", "99999"), ("--port", "0-65535")),
+        (("sim", "--protocol", "fix"), ("--protocol",)),
+        (("nosuchcommand",), ("nosuchcommand",)),
+        (("stream",), ("VENUE",)),
+    ],
+    ids=lambda v: " ".join(v),
+)
+def test_bad_arguments_are_one_line_usage_errors(
+    args: tuple[str, ...], expected: tuple[str, ...]
+) -> None:
+    r = tickwire_cmd(*args, env=_env(COINAPI_KEY="k", MOMENT_API_KEY="k"))
+    assert_one_line_usage_error(r, *expected)
+
+
+def test_a_value_the_feed_refuses_is_a_usage_error() -> None:
+    # Parsed fine, refused by tw.Moment: instruments belong to the prices stream.
+    r = tickwire_cmd(
+        "stream",
+        "moment",
+        "orders",
+        "--url",
+        "ws://127.0.0.1:1/v1/trading/order-stream/",
+        "--instruments",
+        "912810SX7",
+    )
+    assert_one_line_usage_error(r, "instruments")
+
+
+def test_sim_on_a_non_loopback_host_is_a_usage_error() -> None:
+    r = tickwire_cmd("sim", "--host", "8.8.8.8", "--seconds", "1")
+    assert_one_line_usage_error(r, "loopback")
+
+
+def test_moment_refuses_an_unknown_environment() -> None:
+    with pytest.raises(ValueError, match="paper"):
+        tw.Moment("prices", environment="prod")
+
+
+@pytest.mark.timeout(60)
+def test_stream_from_the_simulator_needs_no_key(make_sim: Any) -> None:
+    sim = make_sim(rate=2_000, symbols=10)
+    r = tickwire_cmd(
+        "stream", "coinapi", "--url", sim.url, "--count", "5", "--data-only", env=_env()
+    )
+    assert r.returncode == 0, r.stderr
+    docs = [json.loads(line) for line in r.stdout.splitlines()]
+    assert [d["type"] for d in docs] == ["trade"] * 5
+
+
+@pytest.mark.timeout(60)
+def test_sim_api_key_lets_exit_3_be_tried_offline() -> None:
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "tickwire", "sim", "--api-key", "right-key", "--rate", "500"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        stdin=subprocess.DEVNULL,
+        text=True,
+    )
+    try:
+        assert proc.stdout is not None
+        m = re.fullmatch(r"coinapi (ws://\S+)\n", proc.stdout.readline())
+        assert m
+        url = m.group(1)
+        wrong = tickwire_cmd(
+            "stream", "coinapi", "--url", url, "--count", "1", env=_env(COINAPI_KEY="wrong-key")
+        )
+        assert wrong.returncode == 3, (wrong.stdout, wrong.stderr)
+        assert "rejected" in wrong.stderr
+        assert "wrong-key" not in wrong.stderr
+        right = tickwire_cmd(
+            "stream",
+            "coinapi",
+            "--url",
+            url,
+            "--count",
+            "1",
+            "--data-only",
+            env=_env(COINAPI_KEY="right-key"),
+        )
+        assert right.returncode == 0, right.stderr
+        assert json.loads(right.stdout)["type"] == "trade"
+        proc.send_signal(signal.SIGINT)
+        proc.communicate(timeout=20)
+        assert proc.returncode == 0
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.communicate()
+
+
+@pytest.mark.timeout(90)
+def test_full_speed_demo_labels_queueing_and_adds_paced_latency() -> None:
+    r = tickwire_cmd(
+        "demo", "--seconds", "1", "--symbols", "10", "--paced-rate", "2000", "--paced-seconds", "1"
+    )
+    assert r.returncode == 0, r.stderr
+    assert re.search(r"latency socket read -> Python \(at full speed: queueing", r.stdout), r.stdout
+    paced = re.search(
+        r"latency at 2,000 msg/s \(paced, 1 s, ([\d,]+) messages\): p50 [\d,]+ us", r.stdout
+    )
+    assert paced, r.stdout
+    assert int(paced.group(1).replace(",", "")) > 0
+
+
+@pytest.mark.timeout(60)
+def test_paced_demo_has_no_queueing_label() -> None:
+    r = tickwire_cmd("demo", "--seconds", "1", "--rate", "2000", "--symbols", "10")
+    assert r.returncode == 0, r.stderr
+    assert "queueing" not in r.stdout
+    assert "(paced" not in r.stdout

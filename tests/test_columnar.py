@@ -65,8 +65,16 @@ def test_moment_prices_export_nulls_for_missing_sides(make_sim: Callable[..., An
     sim = make_sim(protocol="moment", rate=2000)
     feed = tw.Moment("prices", url=sim.url_for("prices"), instruments=["880591DM1", "3130A6RM1"])
     with tw.connect(feed) as stream:
-        time.sleep(0.5)
-        batch = stream.next_batch(timeout=2.0)
+        # Until a batch carries prices for both instruments (the first may hold only events).
+        deadline = time.monotonic() + 10
+        batch = None
+        while time.monotonic() < deadline:
+            batch = stream.next_batch(timeout=2.0)
+            arrow = batch.to_arrow() if batch is not None else {}
+            if "price_update" in arrow:
+                ids = pa.record_batch(arrow["price_update"]).column("instrument_id").to_pylist()
+                if len(set(ids)) == 2:
+                    break
     assert batch is not None
     rb = pa.record_batch(batch.to_arrow()["price_update"])
     assert rb.schema.field("bid_price").nullable

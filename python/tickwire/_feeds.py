@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
+import ipaddress
 import os
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Literal
-from urllib.parse import urlencode
+from urllib.parse import urlencode, urlsplit
 
 OnNotice = Literal["make_before_break", "immediate", "wait_for_close"]
 
@@ -21,12 +22,45 @@ def _strings(name: str, values: Iterable[str] | str) -> tuple[str, ...]:
     return out
 
 
+def _is_loopback(host: str) -> bool:
+    """127.0.0.0/8, ::1 (also IPv4-mapped) or ``localhost``: addresses that never leave the
+    machine."""
+    if host.lower().rstrip(".") == "localhost":
+        return True
+    try:
+        addr = ipaddress.ip_address(host)
+    except ValueError:
+        return False
+    if isinstance(addr, ipaddress.IPv6Address) and addr.ipv4_mapped is not None:
+        return addr.ipv4_mapped.is_loopback
+    return addr.is_loopback
+
+
+def check_transport(url: str, allow_insecure: bool) -> None:
+    """Refuses, before any I/O, a plain ``ws://`` URL to a host that is not loopback: the key
+    (upgrade header or ``auth_token``) would cross the network in clear. Nothing of the key is
+    named in the error."""
+    parts = urlsplit(url)
+    if parts.scheme.lower() != "ws" or allow_insecure:
+        return
+    host = parts.hostname or ""
+    if not _is_loopback(host):
+        raise ValueError(
+            f"refusing ws:// to {host!r}: the API key would travel unencrypted; use wss://, "
+            "or pass allow_insecure=True (--allow-insecure on the command line) if the "
+            "network is trusted"
+        )
+
+
 @dataclass(frozen=True)
 class ReconnectPolicy:
     """Exponential backoff with jitter, reset after a connection that lived 10 s.
 
     Attempt ``n`` (0-based) waits
     ``min(max_delay, initial_delay * factor**n) * uniform(1 - jitter, 1 + jitter)``.
+    Until the stream's first connection is made (its first frame after the opening request),
+    ``initial_attempts`` dials are tried; then entering the stream raises ``ConnectError`` (or
+    ``AuthError``) naming the last cause. Reconnect notices are paced by the same backoff.
     """
 
     on_notice: OnNotice = "make_before_break"
@@ -35,6 +69,7 @@ class ReconnectPolicy:
     factor: float = 2.0
     jitter: float = 0.2
     max_attempts: int | None = None
+    initial_attempts: int = 3
 
     def __post_init__(self) -> None:
         if self.on_notice not in ("make_before_break", "immediate", "wait_for_close"):
@@ -49,6 +84,8 @@ class ReconnectPolicy:
             raise ValueError("jitter must be in [0, 1)")
         if self.max_attempts is not None and self.max_attempts < 0:
             raise ValueError("max_attempts must be >= 0")
+        if self.initial_attempts < 1:
+            raise ValueError("initial_attempts must be >= 1")
 
 
 @dataclass(frozen=True)
@@ -57,6 +94,8 @@ class CoinAPI:
 
     The key comes from ``api_key`` or the ``COINAPI_KEY`` environment variable and travels
     in the ``X-CoinAPI-Key`` upgrade header; it never appears in a repr or an error.
+    :func:`tickwire.connect` refuses a plain ``ws://`` URL to a host other than loopback
+    unless ``allow_insecure=True``.
     """
 
     api_key: str | None = field(default=None, repr=False)
@@ -72,6 +111,7 @@ class CoinAPI:
     update_limit_ms_book_snapshot: int | None = None
     update_limit_ms_exrate: int | None = None
     update_limit_ms_index: int | None = None
+    allow_insecure: bool = False
 
     def __init__(
         self,
@@ -89,6 +129,7 @@ class CoinAPI:
         update_limit_ms_book_snapshot: int | None = None,
         update_limit_ms_exrate: int | None = None,
         update_limit_ms_index: int | None = None,
+        allow_insecure: bool = False,
     ) -> None:
         key = api_key if api_key is not None else os.environ.get("COINAPI_KEY")
         values = {
@@ -105,6 +146,7 @@ class CoinAPI:
             "update_limit_ms_book_snapshot": update_limit_ms_book_snapshot,
             "update_limit_ms_exrate": update_limit_ms_exrate,
             "update_limit_ms_index": update_limit_ms_index,
+            "allow_insecure": bool(allow_insecure),
         }
         for name, value in values.items():
             object.__setattr__(self, name, value)
@@ -119,6 +161,8 @@ class CoinAPI:
 MomentStreamName = Literal["prices", "orders"]
 
 _MOMENT_PATHS = {"prices": "data/price-stream/", "orders": "trading/order-stream/"}
+#: Moment's two hosts: ``live.moment-api.com`` and ``paper.moment-api.com`` (PROTOCOLS.md).
+_MOMENT_ENVIRONMENTS = ("paper", "live")
 
 
 @dataclass(frozen=True)
@@ -128,7 +172,8 @@ class Moment:
     The key comes from ``api_key`` or ``MOMENT_API_KEY`` and travels as
     ``Authorization: Bearer``; ``auth_in_query=True`` sends it as the ``auth_token`` query
     parameter instead, for proxies that strip headers. It never appears in a repr, an error or a
-    URL tickwire shows.
+    URL tickwire shows. :func:`tickwire.connect` refuses a plain ``ws://`` URL to a host other
+    than loopback unless ``allow_insecure=True``.
     """
 
     stream: MomentStreamName
@@ -140,6 +185,7 @@ class Moment:
     subscribe_all: bool = False
     start_msg_number: int | None = None
     auth_in_query: bool = False
+    allow_insecure: bool = False
 
     def __init__(
         self,
@@ -153,9 +199,12 @@ class Moment:
         subscribe_all: bool = False,
         start_msg_number: int | None = None,
         auth_in_query: bool = False,
+        allow_insecure: bool = False,
     ) -> None:
         if stream not in _MOMENT_PATHS:
             raise ValueError(f'stream must be "prices" or "orders", not {stream!r}')
+        if environment not in _MOMENT_ENVIRONMENTS:
+            raise ValueError(f'environment must be "paper" or "live", not {environment!r}')
         if start_msg_number is not None and stream != "orders":
             raise ValueError("start_msg_number applies to the orders stream only")
         if start_msg_number is not None and not 0 <= start_msg_number < 10**19:
@@ -174,6 +223,7 @@ class Moment:
             "subscribe_all": bool(subscribe_all),
             "start_msg_number": start_msg_number,
             "auth_in_query": bool(auth_in_query),
+            "allow_insecure": bool(allow_insecure),
         }
         for name, value in values.items():
             object.__setattr__(self, name, value)

@@ -8,8 +8,8 @@ from types import TracebackType
 from typing import Literal
 
 from . import _core
-from ._core import Batch, Stats, StreamClosed
-from ._feeds import CoinAPI, Moment, ReconnectPolicy
+from ._core import Batch, ConnectError, Stats, StreamClosed
+from ._feeds import CoinAPI, Moment, ReconnectPolicy, check_transport
 
 Overflow = Literal["block", "drop_oldest", "conflate"]
 
@@ -39,10 +39,41 @@ class Stream:
         self._loop: asyncio.AbstractEventLoop | None = None
         self._waiter: asyncio.Future[None] | None = None
 
+    def __repr__(self) -> str:
+        if self._core.closed:
+            state = "closed"
+        elif self._ended:
+            state = "ended"
+        else:
+            state = "open"
+        return (
+            f"<tickwire.Stream id={self._core.id} {self._core.url} {state}, "
+            f"{self._core.stats().messages:,} messages>"
+        )
+
     # -- sync ---------------------------------------------------------------------------
     def __enter__(self) -> Stream:
-        self._core.wait_connected(self._connect_timeout)
+        # The core ends the stream after its initial attempts, so this wait is bounded by
+        # them; the timeout is only a backstop.
+        if not self._core.wait_connected(self._connect_timeout):
+            raise ConnectError(
+                f"no connection within {self._connect_timeout:.1f} s"
+                + (f" ({self.waiting})" if self.waiting else "")
+            )
         return self
+
+    @property
+    def state(self) -> str:
+        """The connection's state: ``"connecting"``, ``"open"``, ``"probing"`` (our ping is
+        out), ``"holding"`` (a make-before-break successor is being opened and read),
+        ``"switching"``, ``"closing"`` or ``"closed"``."""
+        return self._core.state
+
+    @property
+    def waiting(self) -> str | None:
+        """What the stream waits for while not connected, e.g. ``"connecting to …, attempt 2,
+        retrying in 0.4 s: connection refused"``; ``None`` once connected."""
+        return self._core.waiting
 
     def __exit__(
         self,
@@ -220,13 +251,17 @@ def connect(
     ca_file: str | None = None,
     keep_raw: bool = False,
     busy_poll: float = 0.0,
+    write_timeout: float = 10.0,
+    close_timeout: float = 2.0,
 ) -> Stream:
     """Starts streaming ``feed`` in the background and returns the :class:`Stream`.
 
     Never blocks: errors surface when the stream is entered or iterated. ``busy_poll``
     (seconds, off by default) makes each wait spin that long, GIL released, before it sleeps:
     on the socket with inline I/O, on the queue with an I/O thread (``tickwire.io_mode()``).
-    It trades a busy CPU for the sleep and wake-up.
+    It trades a busy CPU for the sleep and wake-up. ``write_timeout`` bounds every send,
+    ping and pong flush (a server that stops reading ends the connection); ``close_timeout``
+    bounds a close, after which the socket is released anyway.
     """
     if not isinstance(feed, (CoinAPI, Moment)):
         raise TypeError(
@@ -249,6 +284,7 @@ def connect(
             reconnect.max_attempts,
         )
     )
+    check_transport(feed._url(), feed.allow_insecure)
     moment = feed if isinstance(feed, Moment) else None
     core = _core.StreamCore(
         feed._url(),
@@ -282,5 +318,12 @@ def connect(
         ca_file=ca_file,
         keep_raw=keep_raw,
         busy_poll=busy_poll,
+        write_timeout=write_timeout,
+        close_timeout=close_timeout,
+        initial_attempts=reconnect.initial_attempts if reconnect is not None else 1,
     )
-    return Stream(core, connect_timeout)
+    # Each initial attempt: the upgrade and the first frame within connect_timeout each,
+    # then a backoff delay.
+    attempts = reconnect.initial_attempts if reconnect is not None else 1
+    delay = reconnect.max_delay if reconnect is not None else 0.0
+    return Stream(core, attempts * (2 * connect_timeout + delay) + 1.0)

@@ -2,8 +2,9 @@
 
 ``tickwire demo``            simulator + client in one process: live progress, then a summary
 ``tickwire sim``             serve the bundled simulator until Ctrl-C
-``tickwire stream coinapi``  a real CoinAPI endpoint (key from ``COINAPI_KEY``) as JSON lines
-``tickwire stream moment``   a real Moment stream (key from ``MOMENT_API_KEY``) as JSON lines
+``tickwire stream coinapi``  a real CoinAPI endpoint (key from ``COINAPI_KEY``) as JSON lines,
+                             or a live table (``--table``); ``--metrics`` serves Prometheus text
+``tickwire stream moment``   a real Moment stream (key from ``MOMENT_API_KEY``), the same way
 ``tickwire bench``           tickwire side by side with the peer clients that are installed
 
 Exit codes (all subcommands):
@@ -20,7 +21,9 @@ Only public ``tickwire`` names are used here, so this module doubles as an examp
 from __future__ import annotations
 
 import argparse
+import ipaddress
 import json
+import math
 import os
 import signal
 import sys
@@ -29,9 +32,12 @@ import time
 from collections import Counter
 from collections.abc import Callable, Iterable, Sequence
 from types import FrameType
-from typing import Any, TextIO
+from typing import Any, NoReturn, TextIO
+from urllib.parse import urlsplit
 
 import tickwire as tw
+from tickwire import metrics
+from tickwire._table import LiveTable
 
 __all__ = ["main"]
 
@@ -39,6 +45,18 @@ EXIT_OK = 0
 EXIT_ERROR = 1
 EXIT_USAGE = 2
 EXIT_AUTH = 3
+
+
+class UsageError(Exception):
+    """Bad input found after parsing (a feed or simulator refused a value): exit 2, one line."""
+
+
+class _Parser(argparse.ArgumentParser):
+    """argparse with one-line usage errors: ``tickwire demo: argument --seconds: ...``."""
+
+    def error(self, message: str) -> NoReturn:
+        self.exit(EXIT_USAGE, f"{self.prog}: {message} (see {self.prog} --help)\n")
+
 
 #: Every CoinAPI market-data type the simulator generates.
 MARKET_TYPES: tuple[str, ...] = (
@@ -69,131 +87,10 @@ NOTICE_TYPES: frozenset[str] = frozenset(
     {"heartbeat", "reconnect", "error", "success", "subscription"}
 )
 
-_PRICE_FIELDS: tuple[str, ...] = (
-    "instrument_id",
-    "isin",
-    "cusip",
-    "timestamp",
-    "price",
-    "yield_to_worst",
-    "yield_to_maturity",
-    "bid_price",
-    "bid_size",
-    "ask_price",
-    "ask_size",
-)
-_ORDER_FIELDS: tuple[str, ...] = (
-    "msg_number",
-    "event_type",
-    "order_id",
-    "status",
-    "side",
-    "fields",
-)
 
-# Attribute names per class, as in the public API contract (DESIGN.md); used to turn a message
-# into JSON without reaching into anything private.
-_FIELDS: tuple[tuple[type[Any], tuple[str, ...]], ...] = (
-    (
-        tw.Trade,
-        (
-            "symbol_id",
-            "sequence",
-            "time_exchange",
-            "time_coinapi",
-            "uuid",
-            "price",
-            "size",
-            "taker_side",
-        ),
-    ),
-    (
-        tw.Quote,
-        (
-            "symbol_id",
-            "sequence",
-            "time_exchange",
-            "time_coinapi",
-            "ask_price",
-            "ask_size",
-            "bid_price",
-            "bid_size",
-        ),
-    ),
-    (
-        tw.Book,
-        (
-            "symbol_id",
-            "sequence",
-            "time_exchange",
-            "time_coinapi",
-            "is_snapshot",
-            "asks",
-            "bids",
-        ),
-    ),
-    (
-        tw.BookL3,
-        (
-            "symbol_id",
-            "sequence",
-            "time_exchange",
-            "time_coinapi",
-            "is_snapshot",
-            "asks",
-            "bids",
-        ),
-    ),
-    (
-        tw.Ohlcv,
-        (
-            "symbol_id",
-            "sequence",
-            "period_id",
-            "time_period_start",
-            "time_period_end",
-            "time_open",
-            "time_close",
-            "price_open",
-            "price_high",
-            "price_low",
-            "price_close",
-            "volume_traded",
-            "trades_count",
-        ),
-    ),
-    (tw.Exrate, ("asset_id_base", "asset_id_quote", "rate_type", "time", "rate")),
-    (tw.Index, ("index_id", "sequence", "time_coinapi", "value")),
-    (tw.Heartbeat, ()),
-    (tw.ReconnectNotice, ("within_seconds", "before_time")),
-    (tw.ServerError, ("message", "error_type")),
-    (tw.Metadata, ("fields",)),
-    (tw.Unknown, ("raw",)),
-    (tw.Connected, ("url", "attempt")),
-    (tw.Disconnected, ("reason", "code")),
-    (tw.Gap, ("msg_type", "key", "expected", "received")),
-    (tw.Stale, ("silence_s",)),
-    (tw.PriceUpdate, _PRICE_FIELDS),
-    (tw.OrderUpdate, _ORDER_FIELDS),
-    (tw.AllocationUpdate, _ORDER_FIELDS),
-    (tw.SystemUpdate, _ORDER_FIELDS),
-    (tw.Success, ("msg",)),
-    (tw.Subscription, ("instrument_id", "msg")),
-    (tw.Dropped, ("count", "reason")),
-    (tw.Switched, ("held", "overlap_dropped")),
-    (tw.ParseError, ("reason", "raw")),
-)
-
-
-def message_to_dict(msg: Any) -> dict[str, Any]:
+def message_to_dict(msg: tw.Message) -> dict[str, Any]:
     """Return one message or event as a JSON-ready dict: ``type``, ``recv_ns``, then its fields."""
-    out: dict[str, Any] = {"type": msg.type, "recv_ns": msg.recv_ns}
-    for cls, fields in _FIELDS:
-        if isinstance(msg, cls):
-            for name in fields:
-                out[name] = getattr(msg, name)
-            break
-    return out
+    return msg.to_dict()
 
 
 # --------------------------------------------------------------------------------------------
@@ -250,6 +147,7 @@ def _summary(
     counts: Counter[str],
     stats: tw.Stats,
     interrupted: bool,
+    saturated: bool = False,
 ) -> int:
     """Print the summary table; return the number of market-data messages."""
     data_types = sorted(t for t in counts if t not in EVENT_TYPES and t not in NOTICE_TYPES)
@@ -273,13 +171,42 @@ def _summary(
     )
     out.write(f"  bytes {stats.bytes:,}  batches {stats.batches:,}\n")
     lat = stats.latency_us
+    label = "latency socket read -> Python"
+    if saturated:
+        # At full speed the client is the bottleneck: the figure is time spent queued.
+        label += " (at full speed: queueing, not the client's latency)"
     out.write(
-        "  latency socket read -> Python: "
+        f"  {label}: "
         f"p50 {_fmt_us(lat.get('p50'))}  p99 {_fmt_us(lat.get('p99'))}  "
         f"max {_fmt_us(lat.get('max'))}\n"
     )
     out.flush()
     return data
+
+
+def _paced_latency(out: TextIO, args: argparse.Namespace) -> None:
+    """The latency line a full-speed run cannot give: the same market at a rate the client
+    keeps up with, for ``--paced-seconds``."""
+    rate = int(args.paced_rate)
+    seconds = float(args.paced_seconds)
+    with tw.Simulator(
+        rate=rate, symbols=int(args.symbols), seed=int(args.seed), total=None, record=False
+    ) as sim:
+        feed = tw.CoinAPI(
+            url=sim.url, data_types=MARKET_TYPES, symbols=_demo_filter(args), assets=DEMO_ASSETS
+        )
+        with tw.connect(feed) as stream:
+            deadline = time.monotonic() + seconds
+            while (left := deadline - time.monotonic()) > 0:
+                stream.next_batch(timeout=min(left, 0.1))
+            stats = stream.stats()
+    lat = stats.latency_us
+    out.write(
+        f"  latency at {rate:,} msg/s (paced, {seconds:g} s, {stats.messages:,} messages): "
+        f"p50 {_fmt_us(lat.get('p50'))}  p99 {_fmt_us(lat.get('p99'))}  "
+        f"max {_fmt_us(lat.get('max'))}\n"
+    )
+    out.flush()
 
 
 def _read_for(
@@ -334,12 +261,22 @@ def cmd_demo(args: argparse.Namespace) -> int:
             elapsed, interrupted = _read_for([stream], seconds, counts, progress)
             stats = stream.stats()
         progress.finish()
+    full_speed = int(args.rate) == 0
     data = _summary(
-        out, url=url, elapsed=elapsed, counts=counts, stats=stats, interrupted=interrupted
+        out,
+        url=url,
+        elapsed=elapsed,
+        counts=counts,
+        stats=stats,
+        interrupted=interrupted,
+        saturated=full_speed,
     )
     if data == 0:
         print("tickwire demo: no market data arrived", file=sys.stderr)
         return EXIT_ERROR
+    if full_speed and not interrupted and float(args.paced_seconds) > 0:
+        # Ctrl-C here ends the demo like anywhere else (exit 0, see main).
+        _paced_latency(out, args)
     return EXIT_OK
 
 
@@ -384,16 +321,25 @@ def _demo_filter(args: argparse.Namespace) -> tuple[str, ...]:
 
 def cmd_sim(args: argparse.Namespace) -> int:
     seconds = None if args.seconds is None else float(args.seconds)
-    with tw.Simulator(
-        args.protocol,
-        host=str(args.host),
-        port=int(args.port),
-        rate=int(args.rate),
-        symbols=int(args.symbols),
-        seed=int(args.seed),
-        total=None if args.total is None else int(args.total),
-        heartbeat_spelling=str(args.heartbeat_spelling),
-    ) as sim:
+    try:
+        simulator = tw.Simulator(
+            args.protocol,
+            host=str(args.host),
+            port=int(args.port),
+            rate=int(args.rate),
+            symbols=int(args.symbols),
+            seed=int(args.seed),
+            total=None if args.total is None else int(args.total),
+            heartbeat_spelling=str(args.heartbeat_spelling),
+            api_key=args.api_key,
+        )
+    except (ValueError, OverflowError) as exc:
+        raise UsageError(str(exc)) from None
+    except OSError as exc:
+        # Not loopback, or the port is taken: say which, in one line.
+        print(f"tickwire sim: {exc}", file=sys.stderr)
+        return EXIT_USAGE if "loopback" in str(exc) else EXIT_ERROR
+    with simulator as sim:
         if args.protocol == "coinapi":
             print(f"coinapi {sim.url}", flush=True)
         else:
@@ -430,10 +376,12 @@ def _split(values: Iterable[str] | None) -> tuple[str, ...]:
 
 
 def cmd_stream_moment(args: argparse.Namespace) -> int:
-    if not os.environ.get("MOMENT_API_KEY"):
+    # A loopback URL is the simulator, which needs a key only when started with --api-key.
+    if not os.environ.get("MOMENT_API_KEY") and not (args.url and is_loopback_url(args.url)):
         print("tickwire stream moment: set MOMENT_API_KEY to your Moment key", file=sys.stderr)
         return EXIT_USAGE
-    feed = tw.Moment(
+    feed = _feed(
+        tw.Moment,
         args.stream,
         environment=str(args.environment),
         url=args.url,
@@ -441,16 +389,27 @@ def cmd_stream_moment(args: argparse.Namespace) -> int:
         subscribe_all=bool(args.all),
         start_msg_number=args.start_msg_number,
         auth_in_query=bool(args.auth_in_query),
+        allow_insecure=bool(args.allow_insecure),
     )
     return _print_stream(feed, args)
 
 
+def _feed(make: Callable[..., Any], *args: Any, **kw: Any) -> Any:
+    """A feed from the command line's values; a value the feed refuses is a usage error."""
+    try:
+        return make(*args, **kw)
+    except (ValueError, TypeError) as exc:
+        raise UsageError(str(exc)) from None
+
+
 def cmd_stream_coinapi(args: argparse.Namespace) -> int:
-    if not os.environ.get("COINAPI_KEY"):
+    # A loopback URL is the simulator, which needs a key only when started with --api-key.
+    if not os.environ.get("COINAPI_KEY") and not is_loopback_url(str(args.url)):
         print("tickwire stream coinapi: set COINAPI_KEY to your CoinAPI key", file=sys.stderr)
         return EXIT_USAGE
     types = _split(args.types) or ("trade",)
-    feed = tw.CoinAPI(
+    feed = _feed(
+        tw.CoinAPI,
         url=str(args.url),
         data_types=types,
         symbols=_split(args.symbols),
@@ -458,47 +417,129 @@ def cmd_stream_coinapi(args: argparse.Namespace) -> int:
         exchanges=_split(args.exchanges),
         periods=_split(args.periods),
         index_ids=_split(args.index_ids),
+        allow_insecure=bool(args.allow_insecure),
     )
     return _print_stream(feed, args)
 
 
+def _say_what_it_waits_for(stream: tw.Stream) -> None:
+    """Until the first connection is made (or given up), says on stderr what the stream
+    waits for, e.g. "connecting to …, attempt 2, retrying in 0.4 s: connection refused"."""
+    shown = None
+    while stream.state == "connecting":
+        waiting = stream.waiting
+        if waiting is not None and waiting != shown:
+            print(f"tickwire stream: {waiting}", file=sys.stderr, flush=True)
+            shown = waiting
+        time.sleep(0.05)
+
+
 def _print_stream(feed: tw.CoinAPI | tw.Moment, args: argparse.Namespace) -> int:
-    """Prints one JSON object per message until the count, the time or Ctrl-C."""
+    """Prints one JSON object per message (or the live table) until the count, the time or
+    Ctrl-C; serves ``--metrics`` meanwhile."""
+    try:
+        stream = tw.connect(feed, keep_raw=bool(args.raw))
+    except ValueError as exc:
+        # Refused before any I/O: a URL, an option, or ws:// with a key to a host that is not
+        # loopback (--allow-insecure): the user's input.
+        raise UsageError(str(exc)) from None
+    endpoint = None
+    if args.metrics is not None:
+        host, port = args.metrics
+        try:
+            endpoint = metrics.MetricsServer(stream.stats, host, port)
+        except OSError as exc:
+            stream.close()
+            print(f"tickwire stream: cannot serve metrics at {host}:{port}: {exc}", file=sys.stderr)
+            return EXIT_ERROR
+        print(f"tickwire stream: metrics at {endpoint.url}", file=sys.stderr, flush=True)
+    try:
+        _say_what_it_waits_for(stream)
+        with stream:
+            if args.table:
+                _table_loop(stream, args)
+            else:
+                _json_loop(stream, args)
+    finally:
+        if endpoint is not None:
+            endpoint.close()
+    return EXIT_OK
+
+
+def _until(args: argparse.Namespace) -> tuple[int | None, float | None]:
     count = None if args.count is None else int(args.count)
     deadline = None if args.seconds is None else time.monotonic() + float(args.seconds)
+    return count, deadline
+
+
+def _wait(deadline: float | None) -> float | None:
+    """The next wait: half a second, less near the deadline; None once it has passed."""
+    if deadline is None:
+        return 0.5
+    left = deadline - time.monotonic()
+    return None if left <= 0 else min(0.5, left)
+
+
+def _json_loop(stream: tw.Stream, args: argparse.Namespace) -> None:
+    count, deadline = _until(args)
     show_events = not args.data_only
     seen = 0
     out = sys.stdout
-    with tw.connect(feed, keep_raw=bool(args.raw)) as stream:
-        try:
-            while count is None or seen < count:
-                timeout = 0.5
-                if deadline is not None:
-                    timeout = min(timeout, deadline - time.monotonic())
-                    if timeout <= 0:
+    try:
+        while count is None or seen < count:
+            timeout = _wait(deadline)
+            if timeout is None:
+                break
+            batch = stream.next_batch(timeout=timeout)
+            if batch is None:
+                continue
+            lines = []
+            for msg in batch:
+                is_data = msg.type not in EVENT_TYPES and msg.type not in NOTICE_TYPES
+                if is_data or show_events:
+                    d = message_to_dict(msg)
+                    if args.raw:
+                        # Events carry no wire text (ParseError's `raw` is a field).
+                        d.setdefault("raw", getattr(msg, "raw", None))
+                    lines.append(json.dumps(d, separators=(",", ":")))
+                if is_data:
+                    seen += 1
+                    if count is not None and seen >= count:
                         break
-                batch = stream.next_batch(timeout=timeout)
-                if batch is None:
-                    continue
-                lines = []
-                for msg in batch:
-                    is_data = msg.type not in EVENT_TYPES and msg.type not in NOTICE_TYPES
-                    if is_data or show_events:
-                        d = message_to_dict(msg)
-                        if args.raw:
-                            # Events carry no wire text (ParseError's `raw` is a field).
-                            d.setdefault("raw", getattr(msg, "raw", None))
-                        lines.append(json.dumps(d, separators=(",", ":")))
-                    if is_data:
-                        seen += 1
-                        if count is not None and seen >= count:
-                            break
-                if lines:
-                    out.write("\n".join(lines) + "\n")
-                    out.flush()
-        except KeyboardInterrupt:
-            pass
-    return EXIT_OK
+            if lines:
+                out.write("\n".join(lines) + "\n")
+                out.flush()
+    except KeyboardInterrupt:
+        pass
+
+
+def _table_loop(stream: tw.Stream, args: argparse.Namespace) -> None:
+    count, deadline = _until(args)
+    out = sys.stdout
+    tty = out.isatty()
+    table = LiveTable(rows=int(args.table_rows), interval=0.5 if tty else 1.0)
+    try:
+        while count is None or table.messages < count:
+            timeout = _wait(deadline)
+            if timeout is None:
+                break
+            batch = stream.next_batch(timeout=min(timeout, table.interval))
+            if batch is not None:
+                table.add(batch)
+            now = time.monotonic()
+            if table.due(now):
+                table.show(out, now, stream.stats(), tty=tty)
+    except KeyboardInterrupt:
+        pass
+    # The final state, whatever the refresh timing was.
+    table.show(out, time.monotonic(), stream.stats(), tty=tty)
+
+
+def _metrics_address(text: str) -> tuple[str, int]:
+    try:
+        return metrics.parse_address(text)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
 
 
 # --------------------------------------------------------------------------------------------
@@ -507,9 +548,59 @@ def _print_stream(feed: tw.CoinAPI | tw.Moment, args: argparse.Namespace) -> int
 
 def _positive_float(text: str) -> float:
     value = float(text)
+    if not math.isfinite(value) or value <= 0:
+        raise argparse.ArgumentTypeError(f"must be a finite number > 0, got {text}")
+    return value
+
+
+def _non_negative_float(text: str) -> float:
+    value = float(text)
+    if not math.isfinite(value) or value < 0:
+        raise argparse.ArgumentTypeError(f"must be a finite number >= 0, got {text}")
+    return value
+
+
+def _positive_int(text: str) -> int:
+    value = int(text)
     if value <= 0:
         raise argparse.ArgumentTypeError(f"must be > 0, got {text}")
     return value
+
+
+def _port(text: str) -> int:
+    value = int(text)
+    if not 0 <= value <= 65535:
+        raise argparse.ArgumentTypeError(f"must be a port number 0-65535, got {text}")
+    return value
+
+
+def _ws_url(text: str) -> str:
+    """A ``ws://`` or ``wss://`` URL with a host."""
+    try:
+        parts = urlsplit(text)
+        host = parts.hostname
+        parts.port  # noqa: B018 -- raises ValueError for a bad port
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(f"not a URL: {text!r} ({exc})") from None
+    if parts.scheme not in ("ws", "wss"):
+        raise argparse.ArgumentTypeError(
+            f"must be a ws:// or wss:// URL, got {text!r}"
+            + (f" (scheme {parts.scheme!r})" if parts.scheme else "")
+        )
+    if not host:
+        raise argparse.ArgumentTypeError(f"the URL has no host: {text!r}")
+    return text
+
+
+def is_loopback_url(url: str) -> bool:
+    """True when ``url`` points at this machine (127.0.0.0/8, ::1, localhost): the simulator."""
+    host = urlsplit(url).hostname or ""
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
 
 
 def _non_negative_int(text: str) -> int:
@@ -520,7 +611,7 @@ def _non_negative_int(text: str) -> int:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+    parser = _Parser(
         prog="tickwire",
         description="Real-time market data with a Rust core: demo, simulator, live streams.",
         epilog="Exit codes: 0 done, 1 tickwire error, 2 usage, 3 API key rejected.",
@@ -554,6 +645,18 @@ def build_parser() -> argparse.ArgumentParser:
     demo.add_argument(
         "--protocol", choices=("coinapi", "moment"), default="coinapi", help="venue (coinapi)"
     )
+    demo.add_argument(
+        "--paced-rate",
+        type=_positive_int,
+        default=20_000,
+        help="after a full-speed run, measure latency at this rate too (20000 msg/s)",
+    )
+    demo.add_argument(
+        "--paced-seconds",
+        type=_non_negative_float,
+        default=2.0,
+        help="how long the paced latency run takes; 0 = skip it (2)",
+    )
     demo.add_argument("--plain", action="store_true", help="plain lines even on a terminal")
     demo.set_defaults(func=cmd_demo)
 
@@ -564,13 +667,19 @@ def build_parser() -> argparse.ArgumentParser:
     )
     sim.add_argument("--protocol", choices=("coinapi", "moment"), default="coinapi")
     sim.add_argument("--host", default="127.0.0.1", help="address to bind (127.0.0.1)")
-    sim.add_argument("--port", type=_non_negative_int, default=0, help="0 = any free port (0)")
+    sim.add_argument("--port", type=_port, default=0, help="0 = any free port (0)")
     sim.add_argument("--rate", type=_non_negative_int, default=10_000, help="events/s (10000)")
     sim.add_argument("--symbols", type=_non_negative_int, default=100, help="symbols (100)")
     sim.add_argument("--seed", type=int, default=0, help="seed (0)")
     sim.add_argument("--total", type=_non_negative_int, default=None, help="stop after N events")
     sim.add_argument("--heartbeat-spelling", choices=("heartbeat", "hearbeat"), default="heartbeat")
     sim.add_argument("--seconds", type=_positive_float, default=None, help="serve this long")
+    sim.add_argument(
+        "--api-key",
+        default=None,
+        metavar="KEY",
+        help="accept only this key (others get HTTP 401, so `stream` exits 3); none by default",
+    )
     sim.set_defaults(func=cmd_sim)
 
     stream = sub.add_parser(
@@ -584,7 +693,12 @@ def build_parser() -> argparse.ArgumentParser:
         help="CoinAPI market data (key from COINAPI_KEY)",
         description="Stream CoinAPI market data; the key is read from COINAPI_KEY.",
     )
-    coinapi.add_argument("--url", default="wss://ws.coinapi.io/v1/", help="endpoint URL")
+    coinapi.add_argument(
+        "--url",
+        type=_ws_url,
+        default="wss://ws.coinapi.io/v1/",
+        help="endpoint URL; a loopback one (the simulator) needs no COINAPI_KEY",
+    )
     coinapi.add_argument(
         "--types", nargs="+", metavar="TYPE", help="data types, e.g. trade quote (trade)"
     )
@@ -605,8 +719,15 @@ def build_parser() -> argparse.ArgumentParser:
         "MOMENT_API_KEY.",
     )
     moment.add_argument("stream", choices=("prices", "orders"))
-    moment.add_argument("--environment", default="paper", help="paper or live (paper)")
-    moment.add_argument("--url", default=None, help="endpoint URL (overrides --environment)")
+    moment.add_argument(
+        "--environment", choices=("paper", "live"), default="paper", help="paper or live (paper)"
+    )
+    moment.add_argument(
+        "--url",
+        type=_ws_url,
+        default=None,
+        help="endpoint URL (overrides --environment); a loopback one needs no MOMENT_API_KEY",
+    )
     moment.add_argument("--instruments", nargs="+", metavar="ID", help="CUSIPs or ISINs (prices)")
     moment.add_argument("--all", action="store_true", help="subscribe to every instrument")
     moment.add_argument(
@@ -638,6 +759,24 @@ def _output_options(p: argparse.ArgumentParser) -> None:
     p.add_argument(
         "--data-only", action="store_true", help="leave out events, heartbeats and notices"
     )
+    p.add_argument(
+        "--allow-insecure", action="store_true", help="allow ws:// (key in clear) to other hosts"
+    )
+    p.add_argument(
+        "--table",
+        action="store_true",
+        help="a live table per symbol (last price, msg/s, gaps, latency) instead of JSON lines",
+    )
+    p.add_argument(
+        "--table-rows", type=_positive_int, default=20, help="symbols the table shows (20)"
+    )
+    p.add_argument(
+        "--metrics",
+        type=_metrics_address,
+        default=None,
+        metavar="HOST:PORT",
+        help="serve Prometheus metrics at http://HOST:PORT/metrics while streaming",
+    )
 
 
 def cmd_bench(args: argparse.Namespace) -> int:
@@ -665,6 +804,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     previous = signal.signal(signal.SIGTERM, _sigterm) if in_main_thread else None
     try:
         return func(args)
+    except UsageError as exc:
+        print(f"tickwire {args.command}: {exc}", file=sys.stderr)
+        return EXIT_USAGE
     except tw.AuthError as exc:
         print(f"tickwire: API key rejected: {exc}", file=sys.stderr)
         return EXIT_AUTH

@@ -1,20 +1,20 @@
-//! One connection's life: send the opening request, read frames into batches (natural
-//! batching), check sequences, answer pings at once, watch liveness, obey commands.
+//! One connection's life as I/O: the logic is [`Machine`]'s; this task reads frames into it
+//! (natural batching), performs its actions, and arms its one deadline.
 
 use std::sync::atomic::Ordering::Relaxed;
 use std::sync::Arc;
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use tokio::sync::mpsc;
+use tokio::time::Instant;
 
-use super::{ClientConfig, Command, Ended, OnNotice};
-use crate::delivery::{Queue, Stats, StreamEnd};
-use crate::feed::liveness::Liveness;
+use super::{ClientConfig, Command, Status};
+use crate::delivery::{Queue, Stats};
+use crate::feed::backoff::Backoff;
+use crate::feed::machine::{Action, Clock, End, Input, Machine, Request, Settings, Wire};
 use crate::feed::msgnum::MsgNumberTracker;
-use crate::feed::sequence::{SeqCheck, SequenceTracker};
-use crate::model::{Envelope, Gap, Msg};
-use crate::protocol::{Decoder, Session, Verdict};
-use crate::transport::{Connection, Frame, TransportError};
+use crate::protocol::Session;
+use crate::transport::{ConnectFailure, Connection, Frame, TransportError};
 
 /// Wall clock now, ns since the epoch.
 pub fn wall_ns() -> i64 {
@@ -23,697 +23,365 @@ pub fn wall_ns() -> i64 {
         .map_or(0, |d| i64::try_from(d.as_nanos()).unwrap_or(i64::MAX))
 }
 
-/// How long past `before_time` a make-before-break waits for the old connection to close before
-/// switching anyway. Reading the old one to its close keeps what it still had in flight, which
-/// the new connection (subscribed later) may not carry.
-const SWITCH_GRACE: Duration = Duration::from_secs(2);
-
 /// Within a burst of ready frames, the clocks are read for the first frame and then every this
 /// many frames (about 10 µs of parsing at full speed).
 const CLOCK_EVERY: usize = 16;
 
-/// The longest a switch waits for the new connection to pass the old one's last message.
-const CATCH_UP: Duration = Duration::from_secs(1);
+/// A connection being opened in the background (after its backoff delay).
+type PendingConnect =
+    std::pin::Pin<Box<dyn std::future::Future<Output = Result<Connection, ConnectFailure>> + Send>>;
 
-/// Per-connection parsing and bookkeeping state.
-pub(crate) struct Reader {
-    decoder: Decoder,
-    sequences: SequenceTracker,
-    /// Moment order numbers; carried from connection to connection by the caller.
-    pub(crate) replay: MsgNumberTracker,
-    /// The `Gap.key` of the Moment order stream, made once rather than per message.
-    orders_key: crate::model::Key,
-    keep_raw: bool,
+/// The task's clock: monotonic time since `origin`, and the wall clock.
+struct Clocks {
+    origin: Instant,
 }
 
-/// What the reader wants the connection to do after a frame.
-pub(crate) enum After {
-    Continue,
-    /// The server refused the key: end the stream with an auth error after delivering.
-    AuthFailed(String),
-    /// The server announced it will close this connection by `before_ns`.
-    Notice {
-        before_ns: i64,
-    },
+impl Clocks {
+    fn read(&self) -> Clock {
+        Clock {
+            mono: self.origin.elapsed(),
+            wall_ns: wall_ns(),
+        }
+    }
 }
 
-impl Reader {
-    pub(crate) fn new(session: &Session, keep_raw: bool, replay: MsgNumberTracker) -> Self {
-        Reader {
-            decoder: session.decoder(),
-            sequences: SequenceTracker::default(),
-            replay,
-            orders_key: std::sync::Arc::from("orders"),
-            keep_raw,
-        }
-    }
-
-    /// The sequence verdict of `msg`, if it carries a number: CoinAPI per (type, key) on this
-    /// connection, Moment order events by `msg_number` across connections.
-    fn check(&mut self, msg: &Msg) -> Option<(&'static str, crate::model::Key, SeqCheck)> {
-        if let Some((kind, key, seq)) = msg.sequence_key() {
-            return Some((kind, key.clone(), self.sequences.check(kind, key, seq)));
-        }
-        if let Msg::OrderEvent(o) = msg {
-            let key = self.orders_key.clone();
-            return Some((o.kind.wire(), key, self.replay.check(o.msg_number)));
-        }
-        None
-    }
-
-    /// Decodes one data frame into `out` (possibly a `Gap` before it, or nothing for a
-    /// duplicate).
-    pub(crate) fn on_data(
-        &mut self,
-        payload: &[u8],
-        recv_ns: i64,
-        session: &Session,
-        stats: &Stats,
-        out: &mut Vec<Envelope>,
-    ) -> After {
-        Stats::add(&stats.bytes, payload.len() as u64);
-        let raw = self.keep_raw.then(|| {
-            String::from_utf8_lossy(payload)
-                .into_owned()
-                .into_boxed_str()
-        });
-        let msg = match self.decoder.decode(payload) {
-            Ok(m) => m,
-            Err(e) => {
-                Stats::add(&stats.parse_errors, 1);
-                out.push(Envelope::event(
-                    recv_ns,
-                    Msg::ParseError {
-                        reason: e.0.into(),
-                        raw: crate::model::parse_error_raw(payload),
-                        count: 1,
-                    },
-                ));
-                return After::Continue;
-            }
-        };
-        if let Some((kind, key, verdict)) = self.check(&msg) {
-            match verdict {
-                SeqCheck::First | SeqCheck::InOrder => {}
-                SeqCheck::Gap { expected, received } => {
-                    Stats::add(&stats.gaps, 1);
-                    out.push(Envelope::event(
-                        recv_ns,
-                        Msg::Gap(Gap {
-                            msg_type: kind,
-                            key,
-                            expected,
-                            received,
-                        }),
-                    ));
-                }
-                SeqCheck::Duplicate => {
-                    Stats::add(&stats.duplicates, 1);
-                    return After::Continue;
-                }
-            }
-        }
-        let verdict = session.classify(&msg);
-        let after = match (&verdict, &msg) {
-            (Verdict::AuthFailed, Msg::Error(e)) => After::AuthFailed(e.message.to_string()),
-            (Verdict::ReconnectSoon, Msg::Reconnect(n)) => After::Notice {
-                before_ns: n.before_time,
-            },
-            _ => After::Continue,
-        };
-        out.push(Envelope { recv_ns, raw, msg });
-        after
+fn input(frame: &Frame) -> Input<'_> {
+    match frame {
+        Frame::Data { payload, .. } => Input::Data(payload),
+        Frame::Ping => Input::Ping,
+        Frame::Pong => Input::Pong,
+        Frame::Close { code, reason } => Input::Close {
+            code: *code,
+            reason,
+        },
     }
 }
 
-/// Counts the data messages of a batch and hands it to the queue; false once the consumer
-/// has closed the stream.
-async fn deliver(queue: &Queue, batch: Vec<Envelope>) -> bool {
-    let data = batch.iter().filter(|e| e.msg.is_data()).count();
-    Stats::add(&queue.stats.messages, data as u64);
-    queue.push(batch).await
+fn request(cmd: Option<Command>) -> Request {
+    match cmd {
+        None | Some(Command::Close) => Request::Close,
+        Some(Command::Subscribe(s)) => Request::Subscribe(s),
+        Some(Command::Unsubscribe(s)) => Request::Unsubscribe(s),
+    }
 }
 
-/// Runs one connection (and, on a reconnect notice, its make-before-break successor) until the
-/// stream must reconnect or end.
+fn add_counts(stats: &Stats, m: &mut Machine) {
+    let c = m.take_counts();
+    for (field, n) in [
+        (&stats.bytes, c.bytes),
+        (&stats.messages, c.messages),
+        (&stats.parse_errors, c.parse_errors),
+        (&stats.gaps, c.gaps),
+        (&stats.duplicates, c.duplicates),
+    ] {
+        if n > 0 {
+            Stats::add(field, n);
+        }
+    }
+}
+
+/// How a connection ended, and whether it was ever made (had a frame after the opening).
+pub(crate) struct Outcome {
+    pub end: End,
+    pub made: bool,
+    pub replay: MsgNumberTracker,
+}
+
+/// Runs one connection (and, on a reconnect notice, its make-before-break successor) until
+/// the stream must reconnect or end. `backoff` paces successors as it paces reconnects.
+#[allow(
+    clippy::too_many_arguments,
+    reason = "the task's borrowed parts, passed as they are rather than bundled"
+)]
 pub(crate) async fn drive(
     conn: Connection,
     config: &mut ClientConfig,
     queue: &Arc<Queue>,
     commands: &mut mpsc::UnboundedReceiver<Command>,
-    replay: &mut MsgNumberTracker,
-) -> Ended {
-    let mut reader = Reader::new(&config.session, config.keep_raw, std::mem::take(replay));
-    let ended = drive_with(conn, config, queue, commands, &mut reader).await;
-    queue.watch_socket(None);
-    *replay = std::mem::take(&mut reader.replay);
-    ended
-}
-
-async fn send_opening(conn: &mut Connection, session: &Session) -> Result<(), TransportError> {
-    for req in session.opening() {
-        conn.send_text(req).await?;
-    }
-    Ok(())
-}
-
-async fn drive_with(
-    mut conn: Connection,
-    config: &mut ClientConfig,
-    queue: &Arc<Queue>,
-    commands: &mut mpsc::UnboundedReceiver<Command>,
-    reader: &mut Reader,
-) -> Ended {
-    let lost = |e: TransportError| Ended::Lost {
-        reason: e.reason,
-        code: e.code,
+    replay: MsgNumberTracker,
+    backoff: &mut Backoff,
+    (shown_url, attempt): (&str, u32),
+    status: &Status,
+) -> Outcome {
+    let clocks = Clocks {
+        origin: Instant::now(),
     };
-    if let Err(e) = send_opening(&mut conn, &config.session).await {
-        return lost(e);
-    }
-    queue.watch_socket(Some(conn.raw_fd()));
-    let now = Instant::now();
-    let mut liveness = Liveness::new(config.heartbeat_timeout, now);
-    let mut probe = Liveness::new(config.ping_timeout, now);
-    let mut pinged = false;
-    let far = now + Duration::from_secs(86_400 * 365);
-    let batch_size = config.batch_size;
-    let mut batch: Vec<Envelope> = Vec::with_capacity(batch_size.min(4096));
-    let mut successor: Option<Successor> = None;
-    // Set when a make-before-break could not be made: said in the Disconnected reason.
-    let mut fallback: Option<String> = None;
-    // The three deadlines live in timers made once: a fresh `sleep_until` per wake-up was a
-    // timer-wheel insert and removal each, about 3 % of the client at 100k msg/s paced. A
-    // deadline that only moves later is re-armed without touching the wheel.
-    let timers = [(); 3].map(|()| Box::pin(tokio::time::sleep_until(far.into())));
-    let [mut switch_timer, mut stale_timer, mut probe_timer] = timers;
-    loop {
-        let stale_at = liveness.deadline().unwrap_or(far);
-        // Our own ping goes out after `ping_timeout` of silence; as long again and it is dead.
-        let probe_at = probe.deadline().map_or(far, |d| {
-            if pinged {
-                d + config.ping_timeout.unwrap_or_default()
-            } else {
-                d
+    let settings = Settings {
+        heartbeat_timeout: config.heartbeat_timeout,
+        ping_timeout: config.ping_timeout,
+        connect_timeout: config.connect.connect_timeout,
+        on_notice: config.on_notice,
+        hold_limit: config.hold_limit.max(1),
+        batch_size: config.batch_size.max(1),
+        keep_raw: config.keep_raw,
+        shown_url: shown_url.into(),
+        attempt,
+        answer_expected: match &config.session {
+            Session::CoinApi(s) => s.scope().heartbeat,
+            Session::Moment(_) => true,
+        },
+    };
+    let mut m = Machine::new(config.session.clone(), settings, replay, clocks.read());
+    let mut io = Io {
+        primary: conn,
+        successor: None,
+        connecting: None,
+        made: false,
+    };
+    queue.watch_socket(Some(io.primary.raw_fd()));
+    let end = io
+        .run(&mut m, config, queue, commands, backoff, &clocks, status)
+        .await;
+    queue.watch_socket(None);
+    let made = io.made;
+    let (session, replay) = m.into_parts();
+    config.session = session;
+    Outcome { end, made, replay }
+}
+
+/// The sockets the machine's actions are performed on.
+struct Io {
+    primary: Connection,
+    successor: Option<Connection>,
+    connecting: Option<PendingConnect>,
+    made: bool,
+}
+
+impl Io {
+    #[allow(
+        clippy::too_many_arguments,
+        reason = "the task's borrowed parts, passed as they are rather than bundled"
+    )]
+    async fn run(
+        &mut self,
+        m: &mut Machine,
+        config: &ClientConfig,
+        queue: &Arc<Queue>,
+        commands: &mut mpsc::UnboundedReceiver<Command>,
+        backoff: &mut Backoff,
+        clocks: &Clocks,
+        status: &Status,
+    ) -> End {
+        let far = clocks.origin + Duration::from_secs(86_400 * 365);
+        // One timer, re-armed only when the deadline moves: a fresh `sleep_until` per wake-up
+        // was a timer-wheel insert and removal each.
+        let mut timer = Box::pin(tokio::time::sleep_until(far));
+        loop {
+            while let Some(action) = m.poll() {
+                if let Some(end) = self
+                    .perform(action, m, config, queue, commands, backoff, clocks)
+                    .await
+                {
+                    status.set_state(m.state());
+                    return end;
+                }
             }
-        });
-        let switch_at = successor.as_ref().map_or(far, |s| s.deadline);
-        for (timer, at) in [
-            (&mut switch_timer, switch_at),
-            (&mut stale_timer, stale_at),
-            (&mut probe_timer, probe_at),
-        ] {
-            if timer.deadline() != at.into() {
-                timer.as_mut().reset(at.into());
+            add_counts(&queue.stats, m);
+            status.set_state(m.state());
+            let at = m.next_deadline().map_or(far, |d| clocks.origin + d);
+            if timer.deadline() != at {
+                timer.as_mut().reset(at);
+            }
+            let successor_read = m.wants_successor_read() && self.successor.is_some();
+            let successor_connect = m.wants_successor_connect() && self.connecting.is_some();
+            tokio::select! {
+                biased;
+                cmd = commands.recv() => m.on_request(request(cmd), clocks.read()),
+                res = async { self.connecting.as_mut().expect("guarded").await },
+                    if successor_connect =>
+                {
+                    self.connecting = None;
+                    match res {
+                        Ok(c) => {
+                            self.successor = Some(c);
+                            m.on_successor_connected(clocks.read());
+                        }
+                        Err(e) => m.on_successor_failed(&e.to_string(), clocks.read()),
+                    }
+                }
+                f = async { self.successor.as_mut().expect("guarded").next().await },
+                    if successor_read =>
+                {
+                    let now = clocks.read();
+                    match f {
+                        Ok(frame) => {
+                            m.on_frame(Wire::Successor, input(&frame), now);
+                        }
+                        Err(e) => m.on_read_error(Wire::Successor, &e.reason, e.code, now),
+                    }
+                    m.end_burst(now);
+                }
+                first = self.primary.next() => {
+                    let now = self.burst(m, first, clocks);
+                    queue.stats.last_frame_ns.store(now.wall_ns, Relaxed);
+                    m.end_burst(now);
+                }
+                () = timer.as_mut() => m.on_deadline(clocks.read()),
             }
         }
-        let next_active = successor
-            .as_ref()
-            .is_some_and(|s| s.wants_connect() || s.wants_read());
-        let first = tokio::select! {
-            biased;
-            cmd = commands.recv() => {
-                let reqs = match cmd {
-                    None | Some(Command::Close) => {
-                        conn.close().await;
-                        if let Some(s) = successor.take() {
-                            s.close().await;
-                        }
-                        return Ended::User;
-                    }
-                    Some(Command::Subscribe(s)) => config.session.apply(&s, true),
-                    Some(Command::Unsubscribe(s)) => config.session.apply(&s, false),
-                };
-                for req in reqs.unwrap_or_default() {
-                    if let Some(next) = successor.as_mut().and_then(|s| s.conn.as_mut()) {
-                        // The successor must carry the same scope when it takes over.
-                        let _ = next.send_text(req.clone()).await;
-                    }
-                    if let Err(e) = conn.send_text(req).await {
-                        return lost(e);
-                    }
-                }
-                continue;
-            }
-            ev = async { successor.as_mut().expect("guarded").event().await }, if next_active => {
-                let Some(s) = successor.as_mut() else { continue };
-                match ev {
-                    SuccessorEvent::Connected(Ok(mut next)) => {
-                        match send_opening(&mut next, &config.session).await {
-                            Ok(()) => s.conn = Some(*next),
-                            Err(e) => {
-                                fallback = Some(format!(
-                                    "make-before-break failed ({}); waited for close",
-                                    e.reason
-                                ));
-                                successor = None;
-                            }
-                        }
-                    }
-                    SuccessorEvent::Connected(Err(e)) => {
-                        fallback =
-                            Some(format!("make-before-break refused ({e}); waited for close"));
-                        successor = None;
-                    }
-                    SuccessorEvent::Frame(f) => {
-                        if let Err(e) = s.on_frame(f, &config.session, &queue.stats) {
-                            fallback = Some(format!(
-                                "make-before-break connection failed ({}); waited for close",
-                                e.reason
-                            ));
-                            if let Some(s) = successor.take() {
-                                s.close().await;
-                            }
-                        }
-                    }
-                }
-                continue;
-            }
-            f = conn.next() => f,
-            () = switch_timer.as_mut() => {
-                // `before_time` passed: the old server is about to go; switch now.
-                let Some(s) = successor.take() else { continue };
-                match s.conn.is_some() {
-                    true => {
-                        let old = std::mem::replace(&mut conn, match switch(s, reader, queue, &config.session).await {
-                            Some(c) => c,
-                            None => return Ended::User,
-                        });
-                        old.close().await;
-                        let t = Instant::now();
-                        liveness.on_frame(t);
-                        probe.on_frame(t);
-                    }
-                    false => fallback = Some("make-before-break connection not ready in time; waited for close".into()),
-                }
-                continue;
-            }
-            () = stale_timer.as_mut() => {
-                let silence = liveness.silence(Instant::now()).as_secs_f64();
-                return stale(queue, silence).await;
-            }
-            () = probe_timer.as_mut() => {
-                if pinged {
-                    let silence = probe.silence(Instant::now()).as_secs_f64();
-                    return stale(queue, silence).await;
-                }
-                pinged = true;
-                if let Err(e) = conn.ping().await {
-                    return lost(e);
-                }
-                continue;
-            }
-        };
-        // Natural batching: take the first frame, then whatever is already readable.
+    }
+
+    /// Natural batching: the first frame, then whatever is already readable, up to a batch.
+    fn burst(
+        &mut self,
+        m: &mut Machine,
+        first: Result<Frame, TransportError>,
+        clocks: &Clocks,
+    ) -> Clock {
         let mut next = Some(first);
-        let mut owe_pong = false;
-        let mut ended: Option<Ended> = None;
-        let mut recv_ns = 0;
+        let mut now = clocks.read();
         let mut in_burst = 0usize;
         while let Some(item) = next.take() {
-            let frame = match item {
-                Ok(f) => f,
-                Err(e) => {
-                    ended = Some(lost(e));
-                    break;
-                }
-            };
             // Frames drained in one burst were all readable when it began; reading the clocks
-            // for every one of them cost 7 % of the core at full speed. A fresh reading every
-            // CLOCK_EVERY frames keeps `recv_ns` within microseconds of the read.
-            if in_burst.is_multiple_of(CLOCK_EVERY) {
-                let t = Instant::now();
-                liveness.on_frame(t);
-                probe.on_frame(t);
-                recv_ns = wall_ns();
-                queue.stats.last_frame_ns.store(recv_ns, Relaxed);
+            // for every one of them cost 7 % of the core at full speed.
+            if in_burst > 0 && in_burst.is_multiple_of(CLOCK_EVERY) {
+                now = clocks.read();
             }
             in_burst += 1;
-            pinged = false;
-            match frame {
-                Frame::Data { payload, .. } => {
-                    let from = batch.len();
-                    let after = reader.on_data(
-                        &payload,
-                        recv_ns,
-                        &config.session,
-                        &queue.stats,
-                        &mut batch,
-                    );
-                    if let Some(s) = successor.as_mut() {
-                        s.remember(&batch[from..]);
-                    }
-                    match after {
-                        After::Continue => {}
-                        After::AuthFailed(message) => {
-                            ended = Some(Ended::Terminal {
-                                reason: format!("server error: {message}"),
-                                code: None,
-                                end: StreamEnd::Auth(format!(
-                                    "the server refused the key: {message}"
-                                )),
-                            });
-                            break;
-                        }
-                        After::Notice { before_ns } => match config.on_notice {
-                            OnNotice::WaitForClose => {}
-                            OnNotice::Immediate => {
-                                ended = Some(Ended::Reconnect {
-                                    reason:
-                                        "the server announced a reconnect (on_notice=immediate)"
-                                            .into(),
-                                });
-                                break;
-                            }
-                            OnNotice::MakeBeforeBreak if successor.is_none() => {
-                                // The switch waits for the old connection's close, which
-                                // delivers everything it still has in flight; the deadline
-                                // only covers a server that keeps it open past `before_time`.
-                                // A notice from the far future (or garbage) waits at most
-                                // an hour, so no deadline overflows.
-                                let wait = Duration::from_nanos(
-                                    u64::try_from(before_ns.saturating_sub(wall_ns())).unwrap_or(0),
-                                )
-                                .min(Duration::from_secs(3600))
-                                    + SWITCH_GRACE;
-                                successor = Some(Successor::new(
-                                    config,
-                                    Instant::now() + wait,
-                                    reader.replay.clone(),
-                                ));
-                            }
-                            OnNotice::MakeBeforeBreak => {}
-                        },
+            match item {
+                Ok(frame) => {
+                    if !m.on_frame(Wire::Primary, input(&frame), now) {
+                        break;
                     }
                 }
-                Frame::Ping => owe_pong = true,
-                Frame::Pong => {}
-                Frame::Close { code, reason } => {
-                    let reason = if reason.is_empty() {
-                        "server closed the connection".to_string()
-                    } else {
-                        format!("server closed the connection: {reason}")
-                    };
-                    owe_pong = true;
-                    ended = Some(Ended::Lost { reason, code });
+                Err(e) => {
+                    m.on_read_error(Wire::Primary, &e.reason, e.code, now);
                     break;
                 }
             }
-            if batch.len() >= batch_size {
-                break;
-            }
-            next = conn.try_next();
+            next = self.primary.try_next();
         }
-        if owe_pong {
-            // The pong was queued by the read; write it now rather than with our next send.
-            if let Err(e) = conn.flush().await {
-                ended.get_or_insert(lost(e));
-            }
-        }
-        if !batch.is_empty() {
-            let full = std::mem::replace(&mut batch, Vec::with_capacity(batch_size.min(4096)));
-            if !deliver(queue, full).await {
-                conn.close().await;
-                return Ended::User;
-            }
-        }
-        match ended {
-            None => {}
-            // The old connection is gone: a ready successor takes over without a hole.
-            Some(Ended::Lost { .. }) if successor.as_ref().is_some_and(|s| s.conn.is_some()) => {
-                let s = successor.take().expect("checked");
-                conn = match switch(s, reader, queue, &config.session).await {
-                    Some(c) => c,
-                    None => return Ended::User,
-                };
-                let t = Instant::now();
-                liveness.on_frame(t);
-                probe.on_frame(t);
-            }
-            Some(Ended::Lost { reason, code }) => {
-                if let Some(s) = successor.take() {
-                    s.close().await;
-                }
-                let reason = match fallback.take() {
-                    Some(f) => format!("{reason}; {f}"),
-                    None => reason,
-                };
-                return Ended::Lost { reason, code };
-            }
-            Some(other) => {
-                if let Some(s) = successor.take() {
-                    s.close().await;
-                }
-                return other;
-            }
-        }
+        now
     }
-}
 
-/// Identity of a message across connections: sequence numbers are per connection, so a
-/// trade is known by its `uuid` and anything else by type, key and time.
-#[derive(Clone, Debug, PartialEq, Eq, Hash)]
-enum Identity {
-    Trade(Box<str>),
-    Other(&'static str, crate::model::Key, i64, i64),
-}
-
-fn identity(msg: &Msg) -> Option<Identity> {
-    Some(match msg {
-        Msg::Trade(t) => Identity::Trade(t.uuid.clone()),
-        Msg::Quote(q) => Identity::Other(
-            "quote",
-            q.symbol_id.clone(),
-            q.time_exchange,
-            q.time_coinapi,
-        ),
-        Msg::Book(b) => Identity::Other(
-            b.kind.wire(),
-            b.symbol_id.clone(),
-            b.time_exchange,
-            b.time_coinapi,
-        ),
-        Msg::BookL3(b) => Identity::Other(
-            "book_l3",
-            b.symbol_id.clone(),
-            b.time_exchange,
-            b.time_coinapi,
-        ),
-        Msg::Ohlcv(o) => Identity::Other(
-            "ohlcv",
-            o.symbol_id.clone(),
-            o.time_period_start,
-            o.time_close.unwrap_or(0),
-        ),
-        Msg::Index(i) => Identity::Other("index", i.index_id.clone(), i.time_coinapi, 0),
-        Msg::Exrate(x) => Identity::Other("exrate", x.asset_id_base.clone(), x.time, 0),
-        _ => return None,
-    })
-}
-
-enum SuccessorEvent {
-    Connected(Result<Box<Connection>, crate::transport::ConnectFailure>),
-    Frame(Result<Frame, TransportError>),
-}
-
-/// A connection being opened in the background.
-type PendingConnect = std::pin::Pin<
-    Box<
-        dyn std::future::Future<Output = Result<Box<Connection>, crate::transport::ConnectFailure>>
-            + Send,
-    >,
->;
-
-/// The second connection of a make-before-break: opened with the same scope as soon as the
-/// notice arrives, its messages held (bounded) until the switch.
-struct Successor {
-    connecting: Option<PendingConnect>,
-    conn: Option<Connection>,
-    reader: Reader,
-    held: Vec<Envelope>,
-    hold_limit: usize,
-    /// Identities the old connection delivered since the notice.
-    seen: std::collections::HashSet<Identity>,
-    deadline: Instant,
-}
-
-impl Successor {
-    fn new(config: &ClientConfig, deadline: Instant, replay: MsgNumberTracker) -> Self {
-        let opts = config.connect.clone();
-        Successor {
-            connecting: Some(Box::pin(async move {
-                Connection::connect(&opts).await.map(Box::new)
-            })),
-            conn: None,
-            reader: Reader::new(&config.session, config.keep_raw, replay),
-            held: Vec::new(),
-            hold_limit: config.hold_limit,
-            seen: std::collections::HashSet::new(),
-            deadline,
+    fn wire(&mut self, to: Wire) -> Option<&mut Connection> {
+        match to {
+            Wire::Primary => Some(&mut self.primary),
+            Wire::Successor => self.successor.as_mut(),
         }
     }
 
-    fn wants_connect(&self) -> bool {
-        self.connecting.is_some() && self.conn.is_none()
-    }
-
-    /// Reading pauses once the hold is full (TCP backpressure on the new connection).
-    fn wants_read(&self) -> bool {
-        self.conn.is_some() && self.held.len() < self.hold_limit
-    }
-
-    /// The next thing that happens on the successor: its connection completing, or a frame.
-    async fn event(&mut self) -> SuccessorEvent {
-        if let Some(fut) = self.connecting.as_mut() {
-            let res = fut.await;
-            self.connecting = None;
-            return SuccessorEvent::Connected(res);
-        }
-        match self.conn.as_mut() {
-            Some(c) => SuccessorEvent::Frame(c.next().await),
-            None => std::future::pending().await,
-        }
-    }
-
-    /// True once the new connection has carried a message the old one never delivered: it is
-    /// past the overlap, so nothing read from it after the switch can be a repeat.
-    fn caught_up(&self) -> bool {
-        self.held
-            .iter()
-            .rev()
-            .any(|e| identity(&e.msg).is_some_and(|id| !self.seen.contains(&id)))
-    }
-
-    /// Reads the new connection until it is past the overlap with what the old one delivered
-    /// (it may lag the old one by a few messages), for at most `CATCH_UP`: a quiet market has
-    /// nothing to overlap.
-    async fn catch_up(&mut self, session: &Session, stats: &Stats) {
-        let deadline = tokio::time::Instant::now() + CATCH_UP;
-        while !self.caught_up() {
-            let Some(conn) = self.conn.as_mut() else {
-                return;
-            };
-            let Ok(frame) = tokio::time::timeout_at(deadline, conn.next()).await else {
-                return;
-            };
-            if self.on_frame(frame, session, stats).is_err() {
-                return;
-            }
-        }
-    }
-
-    fn remember(&mut self, delivered: &[Envelope]) {
-        self.seen
-            .extend(delivered.iter().filter_map(|e| identity(&e.msg)));
-    }
-
-    fn on_frame(
+    /// Performs one action; `Some` when the connection's life is over.
+    #[allow(
+        clippy::too_many_arguments,
+        reason = "the task's borrowed parts, passed as they are rather than bundled"
+    )]
+    async fn perform(
         &mut self,
-        f: Result<Frame, TransportError>,
-        session: &Session,
-        stats: &Stats,
-    ) -> Result<(), TransportError> {
-        match f? {
-            Frame::Data { payload, .. } => {
-                let recv_ns = wall_ns();
-                self.reader
-                    .on_data(&payload, recv_ns, session, stats, &mut self.held);
+        action: Action,
+        m: &mut Machine,
+        config: &ClientConfig,
+        queue: &Arc<Queue>,
+        commands: &mut mpsc::UnboundedReceiver<Command>,
+        backoff: &mut Backoff,
+        clocks: &Clocks,
+    ) -> Option<End> {
+        let (to, write) = match action {
+            Action::Send { to, text } => (to, Write::Text(text)),
+            Action::Ping { to } => (to, Write::Ping),
+            Action::Flush { to } => (to, Write::Flush),
+            Action::Deliver(batch) => {
+                if !queue.push(batch).await {
+                    m.on_consumer_gone();
+                }
+                return None;
             }
-            Frame::Close { reason, .. } => {
-                return Err(TransportError {
-                    reason: format!("closed: {reason}"),
-                    code: None,
-                })
+            Action::Established => {
+                self.made = true;
+                queue.settle();
+                return None;
             }
-            Frame::Ping | Frame::Pong => {}
-        }
-        Ok(())
-    }
-
-    async fn close(self) {
-        if let Some(c) = self.conn {
-            c.close().await;
-        }
-    }
-}
-
-/// Switches to the successor: delivers its held messages minus the overlap with what the old
-/// connection delivered (and full-book messages before its first snapshot, since a book
-/// restarts from the new connection's snapshot), then a `Switched` event. The reader's
-/// per-connection state becomes the successor's. `None` if the consumer closed meanwhile.
-async fn switch(
-    mut s: Successor,
-    reader: &mut Reader,
-    queue: &Queue,
-    session: &Session,
-) -> Option<Connection> {
-    s.catch_up(session, &queue.stats).await;
-    let Successor {
-        conn,
-        reader: next_reader,
-        held,
-        seen,
-        ..
-    } = s;
-    let held_count = held.len() as u64;
-    let mut overlap = 0u64;
-    let mut snapshotted: std::collections::HashSet<crate::model::Key> =
-        std::collections::HashSet::new();
-    let mut out = Vec::with_capacity(held.len() + 1);
-    out.push(Envelope::event(
-        wall_ns(),
-        Msg::Switched {
-            held: held_count,
-            overlap_dropped: 0,
-        },
-    ));
-    for e in held {
-        if let Msg::Book(b) = &e.msg {
-            if b.kind == crate::model::BookKind::Full {
-                if b.is_snapshot {
-                    snapshotted.insert(b.symbol_id.clone());
-                } else if !snapshotted.contains(&b.symbol_id) {
-                    overlap += 1;
-                    continue;
+            Action::OpenSuccessor => {
+                let delay = backoff
+                    .next_delay(rand::random::<f64>())
+                    .unwrap_or_default();
+                let mut opts = config.connect.clone();
+                opts.url = m.session().connect_url(&opts.url, None);
+                self.connecting = Some(Box::pin(async move {
+                    // Successors are paced like reconnects: a server announcing a restart
+                    // on every connection cannot make tickwire dial in a loop.
+                    tokio::time::sleep(delay).await;
+                    Connection::connect(&opts).await
+                }));
+                return None;
+            }
+            Action::Switch => {
+                if let Some(next) = self.successor.take() {
+                    let old = std::mem::replace(&mut self.primary, next);
+                    queue.watch_socket(Some(self.primary.raw_fd()));
+                    // The old server is leaving; its close must not hold up the new stream.
+                    tokio::spawn(old.close());
+                }
+                return None;
+            }
+            Action::Close { which } => {
+                match which {
+                    Wire::Successor => {
+                        self.connecting = None;
+                        if let Some(c) = self.successor.take() {
+                            tokio::spawn(c.close());
+                        }
+                    }
+                    Wire::Primary => {
+                        // Closed in place (within close_timeout) and swapped for nothing:
+                        // the caller drops this Io right after the `End` that follows.
+                        close_primary(&mut self.primary).await;
+                    }
+                }
+                return None;
+            }
+            Action::End(end) => return Some(end),
+        };
+        let conn = self.wire(to)?;
+        let mut stashed = Vec::new();
+        let result = {
+            let fut = write.run(conn);
+            tokio::pin!(fut);
+            // A close asked for while a write waits on a peer that does not read must not
+            // wait for `write_timeout`: it is taken at once and the write abandoned. Scope
+            // changes wait for the write in progress.
+            loop {
+                tokio::select! {
+                    biased;
+                    r = &mut fut => break Some(r),
+                    cmd = commands.recv() => match request(cmd) {
+                        Request::Close => break None,
+                        other => stashed.push(other),
+                    },
                 }
             }
+        };
+        let now = clocks.read();
+        match result {
+            Some(Ok(())) => {}
+            Some(Err(e)) => m.on_write_error(to, &e.reason, now),
+            None => stashed = vec![Request::Close],
         }
-        if matches!(e.msg, Msg::Heartbeat) || identity(&e.msg).is_some_and(|id| seen.contains(&id))
-        {
-            overlap += 1;
-            continue;
+        for req in stashed {
+            m.on_request(req, now);
         }
-        out.push(e);
+        None
     }
-    if let Some(Envelope {
-        msg: Msg::Switched {
-            overlap_dropped, ..
-        },
-        ..
-    }) = out.first_mut()
-    {
-        *overlap_dropped = overlap;
-    }
-    log::info!("make-before-break switch: held {held_count}, {overlap} dropped as overlap");
-    let replay = std::mem::take(&mut reader.replay);
-    *reader = next_reader;
-    reader.replay = replay;
-    if !deliver(queue, out).await {
-        if let Some(c) = conn {
-            c.close().await;
-        }
-        return None;
-    }
-    if let Some(c) = &conn {
-        queue.watch_socket(Some(c.raw_fd()));
-    }
-    conn
 }
 
-async fn stale(queue: &Queue, silence_s: f64) -> Ended {
-    super::push_event(queue, Msg::Stale { silence_s }).await;
-    Ended::Lost {
-        reason: format!("no frame for {silence_s:.1} s"),
-        code: None,
+/// Closes the primary within its close deadline; the socket is dropped with the `Io`.
+async fn close_primary(conn: &mut Connection) {
+    conn.shutdown().await;
+}
+
+/// A write the machine asked for.
+enum Write {
+    Text(String),
+    Ping,
+    Flush,
+}
+
+impl Write {
+    async fn run(self, conn: &mut Connection) -> Result<(), TransportError> {
+        match self {
+            Write::Text(t) => conn.send_text(t).await,
+            Write::Ping => conn.ping().await,
+            Write::Flush => conn.flush().await,
+        }
     }
 }

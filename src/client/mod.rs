@@ -3,13 +3,17 @@
 
 mod connection;
 
+use std::sync::atomic::{AtomicU8, Ordering::Relaxed};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
+
+use parking_lot::Mutex;
 
 use tokio::sync::mpsc;
 
 use crate::delivery::{Queue, StreamEnd};
 use crate::feed::backoff::{Backoff, BackoffPolicy};
+use crate::feed::machine::{End, Fatal};
 use crate::feed::msgnum::MsgNumberTracker;
 use crate::model::{Envelope, Msg};
 use crate::protocol::{ScopeChange, Session};
@@ -25,15 +29,55 @@ pub enum Command {
     Close,
 }
 
-/// What to do when the server announces it will close the connection (CoinAPI `reconnect`).
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum OnNotice {
-    /// Open a second connection at once, hold its messages, switch when the first closes.
-    MakeBeforeBreak,
-    /// Reconnect at once (a hole, marked by `Disconnected`/`Connected`).
-    Immediate,
-    /// Keep reading until the server closes, then reconnect.
-    WaitForClose,
+pub use crate::feed::machine::{OnNotice, State};
+
+/// What a running stream shows of its connection: the machine's state, and the cause the
+/// current attempt is waiting on (for `stream.state` and the CLI).
+#[derive(Debug)]
+pub struct Status {
+    state: AtomicU8,
+    waiting: Mutex<Option<String>>,
+}
+
+const STATES: [State; 7] = [
+    State::Connecting,
+    State::Open,
+    State::Probing,
+    State::Holding,
+    State::Switching,
+    State::Closing,
+    State::Closed,
+];
+
+impl Default for Status {
+    fn default() -> Self {
+        Status {
+            state: AtomicU8::new(0),
+            waiting: Mutex::new(None),
+        }
+    }
+}
+
+impl Status {
+    pub(crate) fn set_state(&self, s: State) {
+        let i = STATES.iter().position(|x| *x == s).unwrap_or(0);
+        self.state.store(u8::try_from(i).unwrap_or(0), Relaxed);
+    }
+
+    /// The connection's state.
+    pub fn state(&self) -> State {
+        STATES[usize::from(self.state.load(Relaxed)).min(STATES.len() - 1)]
+    }
+
+    /// What the stream waits for while it is not connected, e.g. "connecting to …, attempt
+    /// 2, retrying in 0.4 s: connection refused"; `None` once connected.
+    pub fn waiting(&self) -> Option<String> {
+        self.waiting.lock().clone()
+    }
+
+    fn set_waiting(&self, w: Option<String>) {
+        *self.waiting.lock() = w;
+    }
 }
 
 /// Everything a stream needs to run.
@@ -70,149 +114,204 @@ pub fn redact_url(url: &url::Url) -> String {
     u.to_string()
 }
 
-/// Starts the stream's task on `handle`; returns the command channel.
+/// Which stream a log record belongs to: set for the whole of a stream's task (its
+/// connections, make-before-break successors and reconnects all run inside it), read by
+/// whoever turns records into the application's log.
+#[derive(Clone, Debug)]
+pub struct LogContext {
+    /// The stream's process-unique id (also in `tickwire.Stream`'s repr).
+    pub stream_id: u64,
+    /// The stream's URL as tickwire shows it (no key).
+    pub url: Arc<str>,
+}
+
+tokio::task_local! {
+    static LOG_CONTEXT: LogContext;
+}
+
+/// The stream whose task is logging, if the caller runs in one.
+pub fn log_context() -> Option<LogContext> {
+    LOG_CONTEXT.try_with(Clone::clone).ok()
+}
+
+/// Starts the stream's task on `handle`; returns the command channel and the stream's
+/// status. `stream_id` tags the task's log records (see [`LogContext`]).
 pub fn spawn(
     handle: &tokio::runtime::Handle,
     config: ClientConfig,
     queue: Arc<Queue>,
-) -> mpsc::UnboundedSender<Command> {
+    stream_id: u64,
+) -> (mpsc::UnboundedSender<Command>, Arc<Status>) {
     let (tx, rx) = mpsc::unbounded_channel();
-    handle.spawn(run(config, queue, rx));
-    tx
+    let status = Arc::new(Status::default());
+    let context = LogContext {
+        stream_id,
+        url: redact_url(&config.connect.url).into(),
+    };
+    handle.spawn(LOG_CONTEXT.scope(context, run(config, queue, rx, status.clone())));
+    (tx, status)
 }
 
 async fn push_event(queue: &Queue, msg: Msg) -> bool {
     queue.push(vec![Envelope::event(wall_ns(), msg)]).await
 }
 
-/// How one connection ended.
-pub(crate) enum Ended {
-    /// The consumer closed the stream.
-    User,
-    /// The connection is gone; reconnect if the policy allows.
-    Lost { reason: String, code: Option<u16> },
-    /// The server asked for a reconnect: do it now, without backoff.
-    Reconnect { reason: String },
-    /// A terminal failure: deliver `Disconnected`, then end the stream with it.
-    Terminal {
-        reason: String,
-        code: Option<u16>,
-        end: StreamEnd,
-    },
+/// A failed attempt's cause, as the stream's end and the CLI say it.
+fn failure(e: &ConnectFailure) -> String {
+    match e {
+        ConnectFailure::Io(m) if m.to_ascii_lowercase().contains("refused") => {
+            "connection refused".into()
+        }
+        other => other.to_string(),
+    }
 }
 
 async fn run(
     mut config: ClientConfig,
     queue: Arc<Queue>,
     mut commands: mpsc::UnboundedReceiver<Command>,
+    status: Arc<Status>,
 ) {
-    let mut backoff = config.reconnect.clone().map(Backoff::new);
+    let policy = config.reconnect.clone();
+    let mut backoff = Backoff::new(policy.clone().unwrap_or_default());
+    // Until the first connection is made, this many dials (the first included) are tried.
+    let initial = policy.as_ref().map_or(1, |p| p.initial_attempts.max(1));
     let shown_url = redact_url(&config.connect.url);
     let mut attempt: u32 = 0;
+    let mut made_once = false;
+    let mut failed_initial: u32 = 0;
     let base_url = config.connect.url.clone();
     // Moment order numbers continue across connections; CoinAPI's restart on each.
     let mut replay = MsgNumberTracker::default();
     loop {
+        status.set_state(State::Connecting);
         config.connect.url = config.session.connect_url(&base_url, replay.last());
         let connected = tokio::select! {
             c = Connection::connect(&config.connect) => c,
             cmd = commands.recv() => match cmd {
-                None | Some(Command::Close) => return,
+                None | Some(Command::Close) => { status.set_state(State::Closed); return }
                 // Scope changes before the connection exists only change what the hello says.
                 Some(other) => { apply_offline(&mut config.session, other); continue; }
             },
         };
+        // Why this attempt failed; `None` after a connection that was made.
+        let mut cause: Option<String> = None;
+        // Server-announced restarts retry with the backoff too, but do not count as failures.
         match connected {
             Ok(conn) => {
-                log::info!("connected to {shown_url} (attempt {attempt})");
-                queue.settle();
-                if !push_event(
-                    &queue,
-                    Msg::Connected {
-                        url: shown_url.clone().into(),
-                        attempt,
-                    },
-                )
-                .await
-                {
-                    conn.close().await;
-                    return;
-                }
                 let started = Instant::now();
-                let ended =
-                    connection::drive(conn, &mut config, &queue, &mut commands, &mut replay).await;
-                let (reason, code) = match &ended {
-                    Ended::User => return,
-                    Ended::Reconnect { reason } => (reason.clone(), None),
-                    Ended::Lost { reason, code } | Ended::Terminal { reason, code, .. } => {
+                let out = connection::drive(
+                    conn,
+                    &mut config,
+                    &queue,
+                    &mut commands,
+                    std::mem::take(&mut replay),
+                    &mut backoff,
+                    (&shown_url, attempt),
+                    &status,
+                )
+                .await;
+                replay = out.replay;
+                if out.made {
+                    made_once = true;
+                    status.set_waiting(None);
+                    log::info!("connected to {shown_url} (attempt {attempt})");
+                }
+                let (reason, code) = match &out.end {
+                    End::User => {
+                        status.set_state(State::Closed);
+                        return;
+                    }
+                    End::Reconnect { reason } => (reason.clone(), None),
+                    End::Lost { reason, code } | End::Terminal { reason, code, .. } => {
                         (reason.clone(), *code)
                     }
                 };
                 log::warn!("connection to {shown_url} ended: {reason}");
-                push_event(
-                    &queue,
-                    Msg::Disconnected {
-                        reason: reason.into(),
-                        code,
-                    },
-                )
-                .await;
-                match ended {
-                    Ended::Terminal { end, .. } => {
-                        queue.finish(end);
-                        return;
-                    }
-                    // A server that announced its own restart is re-dialled at once.
-                    Ended::Reconnect { .. } if backoff.is_some() => {
-                        attempt = attempt.saturating_add(1);
-                        crate::delivery::Stats::add(&queue.stats.reconnects, 1);
-                        continue;
-                    }
-                    _ => {}
+                if out.made {
+                    push_event(
+                        &queue,
+                        Msg::Disconnected {
+                            reason: reason.clone().into(),
+                            code,
+                        },
+                    )
+                    .await;
+                } else {
+                    cause = Some(reason);
                 }
-                if let Some(b) = backoff.as_mut() {
-                    b.on_connection_ended(started.elapsed());
+                if let End::Terminal { fatal, .. } = out.end {
+                    let Fatal::Auth(m) = fatal;
+                    status.set_state(State::Closed);
+                    queue.finish(StreamEnd::Auth(m));
+                    return;
                 }
+                backoff.on_connection_ended(started.elapsed());
             }
             Err(ConnectFailure::Auth(code)) => {
+                status.set_state(State::Closed);
                 queue.finish(StreamEnd::Auth(format!(
                     "the server refused the key (HTTP {code}) at {shown_url}"
                 )));
                 return;
             }
             Err(ConnectFailure::Config(e)) => {
+                status.set_state(State::Closed);
                 queue.finish(StreamEnd::Connect(e));
                 return;
             }
-            Err(e) if backoff.is_none() => {
-                queue.finish(StreamEnd::Connect(format!(
-                    "cannot connect to {shown_url}: {e}"
-                )));
-                return;
-            }
-            Err(e) => {
-                log::warn!("connecting to {shown_url} failed: {e}; retrying");
+            Err(e) => cause = Some(failure(&e)),
+        }
+        if let Some(c) = &cause {
+            if !made_once {
+                failed_initial += 1;
+                if failed_initial >= initial {
+                    status.set_state(State::Closed);
+                    queue.finish(StreamEnd::Connect(format!(
+                        "cannot connect to {shown_url} after {failed_initial} attempt{}: {c}",
+                        if failed_initial == 1 { "" } else { "s" }
+                    )));
+                    return;
+                }
             }
         }
-        let Some(b) = backoff.as_mut() else {
+        if policy.is_none() {
+            status.set_state(State::Closed);
             // No reconnect policy: the server's close ends the stream normally.
-            queue.finish(StreamEnd::Finished);
+            queue.finish(match cause {
+                Some(c) => StreamEnd::Connect(format!("cannot connect to {shown_url}: {c}")),
+                None => StreamEnd::Finished,
+            });
             return;
+        }
+        let delay = if made_once {
+            backoff.next_delay(rand::random::<f64>())
+        } else {
+            Some(backoff.delay(rand::random::<f64>()))
         };
-        let Some(delay) = b.next_delay(rand::random::<f64>()) else {
+        let Some(delay) = delay else {
+            status.set_state(State::Closed);
             queue.finish(StreamEnd::Connect(format!(
                 "gave up reconnecting to {shown_url} after {} attempts",
-                b.attempt()
+                backoff.attempt()
             )));
             return;
         };
+        let waiting = format!(
+            "connecting to {shown_url}, attempt {}, retrying in {:.1} s{}",
+            attempt + 2,
+            delay.as_secs_f64(),
+            cause.as_ref().map_or(String::new(), |c| format!(": {c}"))
+        );
+        log::warn!("{waiting}");
+        status.set_waiting(Some(waiting));
         let sleep = tokio::time::sleep(delay);
         tokio::pin!(sleep);
         loop {
             tokio::select! {
                 () = &mut sleep => break,
                 cmd = commands.recv() => match cmd {
-                    None | Some(Command::Close) => return,
+                    None | Some(Command::Close) => { status.set_state(State::Closed); return }
                     Some(other) => apply_offline(&mut config.session, other),
                 },
             }

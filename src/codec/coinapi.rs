@@ -25,6 +25,14 @@ impl Venue for CoinApi {
     ) -> Result<Msg, DecodeError> {
         decode_value(root, wire, interner)
     }
+
+    fn decode_fast(
+        frame: &[u8],
+        interner: &mut Interner,
+        scratch: &mut super::fast::Scratch,
+    ) -> Option<Msg> {
+        super::fast::coinapi(frame, interner, scratch)
+    }
 }
 
 /// `wire` is the frame as received, for the messages that keep their text.
@@ -57,7 +65,7 @@ fn decode_value(
             let f = Fields::new("trade", obj);
             Msg::Trade(Trade {
                 symbol_id: interner.intern(f.str("symbol_id")?),
-                sequence: f.u64("sequence")?,
+                sequence: f.sequence("sequence")?,
                 time_exchange: f.time("time_exchange")?,
                 time_coinapi: f.time("time_coinapi")?,
                 uuid: f.str("uuid")?.into(),
@@ -70,7 +78,7 @@ fn decode_value(
             let f = Fields::new("quote", obj);
             Msg::Quote(Quote {
                 symbol_id: interner.intern(f.str("symbol_id")?),
-                sequence: f.u64("sequence")?,
+                sequence: f.sequence("sequence")?,
                 time_exchange: f.time("time_exchange")?,
                 time_coinapi: f.time("time_coinapi")?,
                 ask_price: f.f64("ask_price")?,
@@ -83,7 +91,7 @@ fn decode_value(
             let f = Fields::new("book_l3", obj);
             Msg::BookL3(Box::new(BookL3 {
                 symbol_id: interner.intern(f.str("symbol_id")?),
-                sequence: f.u64("sequence")?,
+                sequence: f.sequence("sequence")?,
                 time_exchange: f.time("time_exchange")?,
                 time_coinapi: f.time("time_coinapi")?,
                 is_snapshot: f.bool("is_snapshot")?,
@@ -95,7 +103,7 @@ fn decode_value(
             let f = Fields::new("ohlcv", obj);
             Msg::Ohlcv(Box::new(Ohlcv {
                 symbol_id: interner.intern(f.str("symbol_id")?),
-                sequence: f.u64("sequence")?,
+                sequence: f.sequence("sequence")?,
                 // The docs' own example omits it; bars without it are still bars.
                 period_id: f.opt_str("period_id")?.map(|p| interner.intern(p)),
                 time_period_start: f.time("time_period_start")?,
@@ -124,7 +132,7 @@ fn decode_value(
             let f = Fields::new("index", obj);
             Msg::Index(Index {
                 index_id: interner.intern(f.str("index_id")?),
-                sequence: f.u64("sequence")?,
+                sequence: f.sequence("sequence")?,
                 time_coinapi: f.time("time_coinapi")?,
                 value: f.f64("value")?,
             })
@@ -175,7 +183,7 @@ fn decode_book(
     Ok(Book {
         kind,
         symbol_id: interner.intern(f.str("symbol_id")?),
-        sequence: f.u64("sequence")?,
+        sequence: f.sequence("sequence")?,
         time_exchange: f.time("time_exchange")?,
         time_coinapi: f.time("time_coinapi")?,
         // Only the full book has updates; top-N messages are snapshots by definition.

@@ -3,7 +3,7 @@
 use simd_json::prelude::*;
 use simd_json::tape::{Array, Object, Value};
 
-use super::DecodeError;
+use super::{DecodeError, MAX_SEQUENCE};
 use crate::model::time;
 
 /// A JSON object of a message of type `what`, for error messages.
@@ -71,6 +71,18 @@ impl<'t, 'i> Fields<'t, 'i> {
                 .map(Some)
                 .ok_or_else(|| wrong(self.what, key, "an unsigned integer")),
         }
+    }
+
+    /// A sequence number: an unsigned integer no larger than [`MAX_SEQUENCE`].
+    pub fn sequence(&self, key: &str) -> Result<u64, DecodeError> {
+        let n = self.u64(key)?;
+        if n > MAX_SEQUENCE {
+            return Err(DecodeError(format!(
+                "{}: field `{key}` is above 2**53 ({n})",
+                self.what
+            )));
+        }
+        Ok(n)
     }
 
     pub fn i64(&self, key: &str) -> Result<i64, DecodeError> {

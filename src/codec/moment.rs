@@ -7,7 +7,7 @@ use simd_json::tape::Value;
 
 use super::fields::Fields;
 use super::{DecodeError, FrameDecoder, Interner, Venue};
-use crate::model::{Msg, OrderEvent, OrderEventKind, PriceUpdate, ServerError, Unknown};
+use crate::model::{time, Msg, OrderEvent, OrderEventKind, PriceUpdate, ServerError, Unknown};
 
 /// The Moment real-time venue: frames keyed by `msg_type`.
 pub struct Moment;
@@ -23,6 +23,23 @@ impl Venue for Moment {
     ) -> Result<Msg, DecodeError> {
         decode_value(root, wire, interner)
     }
+
+    fn decode_fast(
+        frame: &[u8],
+        interner: &mut Interner,
+        _scratch: &mut super::fast::Scratch,
+    ) -> Option<Msg> {
+        super::fast::moment(frame, interner)
+    }
+}
+
+/// A `msg_number` is `YYYYMMDD` followed by a 10-digit counter: 18 digits whose first eight
+/// are a real date. Anything else would become a baseline (or a replay start) that no real
+/// message could follow.
+pub(crate) fn valid_msg_number(n: u64) -> bool {
+    let date = n / 10_000_000_000;
+    let (year, month, day) = (date / 10_000, date / 100 % 100, date % 100);
+    (1000..=9999).contains(&year) && time::is_date(year, month, day)
 }
 
 /// `YYYYMMDD` + 10-digit counter, from a string (documented) or an integer.
@@ -31,18 +48,26 @@ fn msg_number(f: &Fields<'_, '_>) -> Result<u64, DecodeError> {
         .obj
         .get("msg_number")
         .ok_or_else(|| DecodeError(format!("{}: missing field `msg_number`", f.what)))?;
-    if let Some(n) = v.as_u64() {
-        return Ok(n);
+    let n = match v.as_u64() {
+        Some(n) => n,
+        None => v
+            .into_string()
+            .filter(|s| !s.is_empty() && s.len() <= 19 && s.bytes().all(|b| b.is_ascii_digit()))
+            .and_then(|s| s.parse::<u64>().ok())
+            .ok_or_else(|| {
+                DecodeError(format!(
+                    "{}: field `msg_number` is not a decimal message number",
+                    f.what
+                ))
+            })?,
+    };
+    if !valid_msg_number(n) {
+        return Err(DecodeError(format!(
+            "{}: field `msg_number` {n} does not start with a date (YYYYMMDD + 10 digits)",
+            f.what
+        )));
     }
-    v.into_string()
-        .filter(|s| !s.is_empty() && s.len() <= 19 && s.bytes().all(|b| b.is_ascii_digit()))
-        .and_then(|s| s.parse::<u64>().ok())
-        .ok_or_else(|| {
-            DecodeError(format!(
-                "{}: field `msg_number` is not a decimal message number",
-                f.what
-            ))
-        })
+    Ok(n)
 }
 
 /// `wire` is the frame as received, for the messages that keep their text.
@@ -191,7 +216,9 @@ mod tests {
     use super::*;
 
     fn decode(s: &str) -> Result<Msg, DecodeError> {
-        MomentDecoder::default().decode(s.as_bytes())
+        let mut d = MomentDecoder::default();
+        crate::codec::tests_fast::assert_identical(&mut d, s.as_bytes());
+        d.decode(s.as_bytes())
     }
 
     #[test]
@@ -276,7 +303,7 @@ mod tests {
                 "not a decimal",
             ),
             (
-                r#"{"msg_type":"order_update","msg_number":"1"}"#,
+                r#"{"msg_type":"order_update","msg_number":"202405010000000001"}"#,
                 "missing field `event_type`",
             ),
             (
@@ -291,6 +318,53 @@ mod tests {
             let err = decode(input).unwrap_err();
             assert!(err.0.contains(want), "{input}: {err}");
         }
+        assert!(matches!(
+            decode(r#"{"msg_type":"brand_new","x":1}"#).unwrap(),
+            Msg::Unknown(u) if &*u.kind == "brand_new"
+        ));
+    }
+
+    /// A `msg_number` must be `YYYYMMDD` + 10 digits with a real date: anything else would
+    /// become a baseline (and a replay start) that silences every later order.
+    #[test]
+    fn msg_number_must_start_with_a_date() {
+        let order = |n: &str| {
+            format!(
+                r#"{{"msg_type":"order_update","msg_number":{n},"event_type":"new","order":{{"id":"mo_1"}}}}"#
+            )
+        };
+        let date = "does not start with a date";
+        for (n, want) in [
+            (r#""202405010000000042""#, None),
+            ("202405010000000042", None),
+            (r#""202402290000000000""#, None),
+            (r#""999912319999999999""#, None),
+            (r#""9999999999999999999""#, Some(date)),
+            ("9999999999999999999", Some(date)),
+            (
+                r#""18446744073709551615""#,
+                Some("not a decimal message number"),
+            ),
+            (r#""202302290000000000""#, Some(date)),
+            (r#""202413010000000000""#, Some(date)),
+            (r#""202405000000000000""#, Some(date)),
+            (r#""202405320000000000""#, Some(date)),
+            (r#""1""#, Some(date)),
+            ("0", Some(date)),
+            (r#""20240501000000004""#, Some(date)),
+            (r#""099912310000000000""#, Some(date)),
+        ] {
+            let got = decode(&order(n));
+            match (want, &got) {
+                (None, Ok(Msg::OrderEvent(_))) => {}
+                (Some(w), Err(e)) if e.0.contains(w) => {}
+                _ => panic!("{n}: {got:?}"),
+            }
+        }
+    }
+
+    #[test]
+    fn unknown_type_is_kept() {
         assert!(matches!(
             decode(r#"{"msg_type":"brand_new","x":1}"#).unwrap(),
             Msg::Unknown(u) if &*u.kind == "brand_new"

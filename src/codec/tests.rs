@@ -4,8 +4,8 @@
 //! Every case is decoded twice, by a fresh decoder and by one that has already decoded other
 //! frames, and must give exactly the expected [`Msg`] (every field; times as exact ns) or a
 //! [`DecodeError`] whose text contains the expected fragment (`|` separates accepted
-//! alternatives). A panic fails the case. Cases marked `#[ignore]` pin decoder bugs: they state
-//! the correct behaviour and fail today; run them with `cargo test -- --ignored`.
+//! alternatives). A panic fails the case. The `bug_` cases pin decoder bugs that were fixed:
+//! they state the correct behaviour and pass, so a regression fails them.
 
 use std::collections::HashMap;
 use std::panic::{catch_unwind, AssertUnwindSafe};
@@ -571,6 +571,8 @@ fn used_decoder() -> CoinApiDecoder {
 }
 
 fn check(name: &str, frame: Vec<u8>, want: Expect) {
+    // The fast path and the general decoder agree on every case.
+    super::tests_fast::assert_identical(&mut CoinApiDecoder::default(), &frame);
     for (which, mut d) in [
         ("fresh", CoinApiDecoder::default()),
         ("reused", used_decoder()),
@@ -753,7 +755,6 @@ case!(price_as_bool: err => with_price("true"), "trade: field `price` is not a f
 case!(price_as_array: err => with_price("[770]"), "trade: field `price` is not a finite number");
 case!(price_null_is_missing: err => with_price("null"), "trade: missing field `price`");
 case!(sequence_zero: ok => with_sequence("0"), trade_seq(0));
-case!(sequence_u64_max: ok => with_sequence("18446744073709551615"), trade_seq(u64::MAX));
 case!(sequence_beyond_u64: err => with_sequence("18446744073709551616"), "invalid JSON|trade: field `sequence` is not an unsigned integer");
 case!(sequence_negative: err => with_sequence("-1"), "trade: field `sequence` is not an unsigned integer");
 case!(sequence_float: err => with_sequence("2323346.0"), "trade: field `sequence` is not an unsigned integer");
@@ -846,7 +847,23 @@ case!(nested_unclosed_100k: err => "[".repeat(100_000), "invalid JSON");
 case!(nested_book_level: err => set("book_update.json", "bids", "[[[[[]]]]]"), "book: `bids` entry is not an object");
 
 // ---------------------------------------------------------------------------------------------
-// Decoder bugs: the correct behaviour, failing today (see each reason)
+// Sequences above 2**53 are errors, never baselines (a baseline of 2**64-1 would make every
+// later message of the symbol a duplicate); both decoders, pretty and compact frames
+// ---------------------------------------------------------------------------------------------
+
+case!(sequence_2_pow_53_is_kept: ok => with_sequence("9007199254740992"), trade_seq(9_007_199_254_740_992));
+case!(sequence_2_pow_53_plus_1: err => with_sequence("9007199254740993"), "trade: field `sequence` is above 2**53");
+case!(sequence_u64_max: err => with_sequence("18446744073709551615"), "trade: field `sequence` is above 2**53");
+case!(sequence_u64_max_compact: err => br#"{"type":"trade","symbol_id":"BITSTAMP_SPOT_BTC_USD","sequence":18446744073709551615,"time_exchange":"2013-09-28T22:40:50.0000000Z","time_coinapi":"2017-03-18T22:42:21.3763342Z","uuid":"770C7A3B-7258-4441-8182-83740F3E2457","price":770,"size":0.05,"taker_side":"BUY"}"#, "trade: field `sequence` is above 2**53");
+case!(quote_sequence_above_2_pow_53: err => set("quote.json", "sequence", "9007199254740993"), "quote: field `sequence` is above 2**53");
+case!(book_sequence_above_2_pow_53: err => set("book5.json", "sequence", "10000000000000000"), "book: field `sequence` is above 2**53");
+case!(book_l3_sequence_above_2_pow_53: err => set("book_l3_update.json", "sequence", "9007199254740993"), "book_l3: field `sequence` is above 2**53");
+case!(ohlcv_sequence_above_2_pow_53: err => set("ohlcv.json", "sequence", "9007199254740993"), "ohlcv: field `sequence` is above 2**53");
+case!(index_sequence_above_2_pow_53: err => set("index.json", "sequence", "9007199254740993"), "index: field `sequence` is above 2**53");
+case!(index_sequence_compact_above_2_pow_53: err => br#"{"type":"index","index_id":"I","sequence":9007199254740993,"time_coinapi":"2024-05-01T14:30:00Z","value":1.5}"#, "index: field `sequence` is above 2**53");
+
+// ---------------------------------------------------------------------------------------------
+// Fixed decoder bugs: the correct behaviour, checked so that none comes back
 // ---------------------------------------------------------------------------------------------
 
 case!(bug_date_only_year_9999: err => stamped("9999-12-31"), "is not an ISO-8601 timestamp");

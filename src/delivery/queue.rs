@@ -834,21 +834,19 @@ mod tests {
     #[test]
     fn block_waits_for_room() {
         let q = Queue::new(3, 10, Overflow::Block, None);
-        let rt = tokio::runtime::Builder::new_multi_thread()
-            .worker_threads(1)
-            .enable_all()
-            .build()
-            .unwrap();
-        let q2 = q.clone();
-        let h = rt.spawn(async move {
-            q2.push(msgs(3)).await;
-            q2.push(msgs(3)).await;
-            true
-        });
-        std::thread::sleep(Duration::from_millis(50));
-        assert_eq!(q.queued(), 3, "second push must wait");
+        block_on(async { q.push(msgs(3)).await });
+        use std::future::Future as _;
+        // Polled by hand: the second push is pending (no room) until a pop makes room.
+        let waker = futures::task::noop_waker();
+        let mut cx = std::task::Context::from_waker(&waker);
+        let mut second = Box::pin(q.push(msgs(3)));
+        assert!(
+            second.as_mut().poll(&mut cx).is_pending(),
+            "second push must wait"
+        );
+        assert_eq!(q.queued(), 3);
         assert!(matches!(q.pop(None), Pop::Batch(b) if b.len() == 3));
-        assert!(rt.block_on(h).unwrap());
+        assert_eq!(second.as_mut().poll(&mut cx), std::task::Poll::Ready(true));
         assert!(matches!(q.pop(None), Pop::Batch(b) if b.len() == 3));
     }
 

@@ -13,6 +13,8 @@ pub struct BackoffPolicy {
     pub factor: f64,
     pub jitter: f64,
     pub max_attempts: Option<u32>,
+    /// Dials (the first included) tried before the stream's first connection is made.
+    pub initial_attempts: u32,
 }
 
 impl Default for BackoffPolicy {
@@ -23,6 +25,7 @@ impl Default for BackoffPolicy {
             factor: 2.0,
             jitter: 0.2,
             max_attempts: None,
+            initial_attempts: 3,
         }
     }
 }
@@ -55,6 +58,12 @@ impl Backoff {
                 return None;
             }
         }
+        Some(self.delay(u))
+    }
+
+    /// The wait before the next retry whatever `max_attempts` says (before the first
+    /// connection is made, `initial_attempts` bounds the dials instead).
+    pub fn delay(&mut self, u: f64) -> Duration {
         let p = &self.policy;
         let exp = i32::try_from(self.attempt).unwrap_or(i32::MAX);
         let base = (p.initial_delay * p.factor.powi(exp)).min(p.max_delay);
@@ -62,11 +71,7 @@ impl Backoff {
         self.attempt = self.attempt.saturating_add(1);
         // Capped at a day: a policy's numbers must never overflow a timer.
         let secs = (base * scale).clamp(0.0, 86_400.0);
-        Some(Duration::from_secs_f64(if secs.is_nan() {
-            0.0
-        } else {
-            secs
-        }))
+        Duration::from_secs_f64(if secs.is_nan() { 0.0 } else { secs })
     }
 
     /// Called when a connection ends after living `lived`.

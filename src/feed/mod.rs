@@ -2,6 +2,6 @@
 //! and reconnect backoff. No sockets, no clocks of its own: callers pass `now`.
 
 pub mod backoff;
-pub mod liveness;
+pub mod machine;
 pub mod msgnum;
 pub mod sequence;

@@ -28,6 +28,16 @@ fn days_in_month(year: i64, month: i64) -> i64 {
     }
 }
 
+/// Whether `year-month-day` is a date of the proleptic Gregorian calendar.
+pub fn is_date(year: u64, month: u64, day: u64) -> bool {
+    let (Ok(y), Ok(m)) = (i64::try_from(year), i64::try_from(month)) else {
+        return false;
+    };
+    (1..=12).contains(&month)
+        && day >= 1
+        && i64::try_from(day).is_ok_and(|d| d <= days_in_month(y, m))
+}
+
 thread_local! {
     /// The last date parsed on this thread: a feed's timestamps share it almost always.
     static LAST_DATE: std::cell::Cell<([u8; 10], i64)> =

@@ -149,9 +149,9 @@ impl CoinApiSession {
     /// What a decoded server message means for the connection.
     pub fn classify(&self, msg: &Msg) -> Verdict {
         match msg {
+            // Only the documented key error: a rate limit that mentions "API key" is not one.
             Msg::Error(e) => {
-                let m = e.message.to_ascii_lowercase();
-                if m.contains("api key") || m.contains("apikey") || m.contains("unauthorized") {
+                if e.message.trim().eq_ignore_ascii_case("invalid api key") {
                     Verdict::AuthFailed
                 } else {
                     Verdict::ServerClosing
@@ -238,6 +238,11 @@ mod tests {
             })
         };
         assert_eq!(s.classify(&err("Invalid API key")), Verdict::AuthFailed);
+        assert_eq!(s.classify(&err(" invalid api KEY\n")), Verdict::AuthFailed);
+        assert_eq!(
+            s.classify(&err("Too many requests for this API key")),
+            Verdict::ServerClosing
+        );
         assert_eq!(
             s.classify(&err(
                 "Reached maximum allowed buffered messages for this connection."

@@ -113,25 +113,10 @@ impl MomentSession {
             .collect()
     }
 
-    /// Errors about the key end the stream; a bad request (unknown instrument) leaves the
-    /// connection open and is only delivered.
-    pub fn classify(&self, msg: &Msg) -> Verdict {
-        match msg {
-            Msg::Error(e) => {
-                let m = e.message.to_ascii_lowercase();
-                let t = e.error_type.as_deref().unwrap_or("");
-                if t == "unauthorized"
-                    || m.contains("api key")
-                    || m.contains("unauthorized")
-                    || m.contains("authentication")
-                {
-                    Verdict::AuthFailed
-                } else {
-                    Verdict::Deliver
-                }
-            }
-            _ => Verdict::Deliver,
-        }
+    /// Errors are delivered and leave the connection open: Moment refuses a key with HTTP
+    /// 401/403 on the upgrade (the transport's `Auth`), never with a message.
+    pub fn classify(&self, _msg: &Msg) -> Verdict {
+        Verdict::Deliver
     }
 }
 
@@ -197,9 +182,10 @@ mod tests {
             s.classify(&err("unknown instrument X", "invalid_request")),
             Verdict::Deliver
         );
+        // The key is refused on the upgrade (401/403); a message never ends the stream.
         assert_eq!(
             s.classify(&err("invalid api key", "unauthorized")),
-            Verdict::AuthFailed
+            Verdict::Deliver
         );
     }
 }

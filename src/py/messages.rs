@@ -1,11 +1,22 @@
 //! The Python message and event classes: frozen, attribute names as on the wire, built on the
 //! consumer's thread when a batch is first looked into.
+//!
+//! Every class gets its value behaviour from one mechanism over its field list: `_values()` is
+//! the tuple of everything it holds, in declaration order, and pickling (`__reduce__` through
+//! the class's `_restore`), `==`, `hash()` and `to_dict()` are all defined over it. A class
+//! declared with these macros and registered on the module has all of it, and is part of
+//! `tickwire.Message` (see `py::register`).
 
+use pyo3::basic::CompareOp;
 use pyo3::prelude::*;
-use pyo3::types::PyString;
+use pyo3::types::{PyDict, PyList, PyString, PyTuple, PyType};
 
 /// Builds a `Name(field=value, ...)` repr from the class's attribute list.
 fn repr_of(obj: &Bound<'_, PyAny>, name: &str, fields: &[&str]) -> PyResult<String> {
+    if fields.is_empty() {
+        // Nothing but the type tells these apart (heartbeat spellings, metadata kinds).
+        return Ok(format!("{name}(type={})", obj.getattr("type")?.repr()?));
+    }
     let mut out = format!("{name}(");
     for (i, f) in fields.iter().enumerate() {
         if i > 0 {
@@ -17,6 +28,160 @@ fn repr_of(obj: &Bound<'_, PyAny>, name: &str, fields: &[&str]) -> PyResult<Stri
     }
     out.push(')');
     Ok(out)
+}
+
+/// The next item of a `_restore` tuple, converted to the field's type.
+fn take<'py, T: pyo3::conversion::FromPyObjectOwned<'py>>(
+    items: &mut pyo3::types::iter::BoundTupleIterator<'py>,
+    class: &str,
+) -> PyResult<T> {
+    let item = items.next().ok_or_else(|| {
+        pyo3::exceptions::PyValueError::new_err(format!("{class}._restore: too few values"))
+    })?;
+    item.extract().map_err(Into::into)
+}
+
+/// `==` over the value tuples when `other` is the same class; otherwise `NotImplemented`.
+fn compare<'py>(
+    this: Bound<'py, PyTuple>,
+    other: Option<Bound<'py, PyTuple>>,
+    op: CompareOp,
+) -> PyResult<Py<PyAny>> {
+    let py = this.py();
+    let Some(other) = other else {
+        return Ok(py.NotImplemented());
+    };
+    let r = match op {
+        CompareOp::Eq => this.eq(other)?,
+        CompareOp::Ne => this.ne(other)?,
+        _ => return Ok(py.NotImplemented()),
+    };
+    Ok(pyo3::types::PyBool::new(py, r)
+        .to_owned()
+        .into_any()
+        .unbind())
+}
+
+/// A hash consistent with `==`: over the values that are hashable (book levels and metadata
+/// dicts are lists and dicts, so they are left out; equal messages still hash alike).
+fn hash_of(values: &Bound<'_, PyTuple>) -> PyResult<isize> {
+    let py = values.py();
+    let kept: Vec<Bound<'_, PyAny>> = values
+        .iter()
+        .filter(|v| !v.is_instance_of::<PyList>() && !v.is_instance_of::<PyDict>())
+        .collect();
+    PyTuple::new(py, kept)?.hash()
+}
+
+/// `to_dict()`: `type`, `recv_ns`, then the fields, then `raw` when the message kept it.
+fn dict_of<'py>(
+    obj: &Bound<'py, PyAny>,
+    fields: &[&str],
+    raw: Option<&str>,
+) -> PyResult<Bound<'py, PyDict>> {
+    let py = obj.py();
+    let d = PyDict::new(py);
+    for name in ["type", "recv_ns"].iter().chain(fields) {
+        d.set_item(*name, obj.getattr(*name)?)?;
+    }
+    if let Some(raw) = raw {
+        d.set_item("raw", raw)?;
+    }
+    Ok(d)
+}
+
+/// The `__reduce__` answer: rebuild through `cls._restore(values)`.
+fn reduce<'py>(
+    obj: &Bound<'py, PyAny>,
+    values: Bound<'py, PyTuple>,
+) -> PyResult<Bound<'py, PyTuple>> {
+    let restore = obj
+        .get_type()
+        .getattr(pyo3::intern!(obj.py(), "_restore"))?;
+    PyTuple::new(
+        obj.py(),
+        [restore, PyTuple::new(obj.py(), [values])?.into_any()],
+    )
+}
+
+/// The methods every class shares. The fields, then `$extra` (held but not shown), are the
+/// order `_restore` reads them back; `$dict` is what `to_dict` lists after `type`, `recv_ns`;
+/// `$more` are the class's own further methods.
+macro_rules! value_methods {
+    ($rust:ident, $name:literal, [$($field:ident),*], [$($extra:ident),*],
+     dict: [$($dict:expr),*], raw: |$s:ident| $raw:expr, {$($more:tt)*}) => {
+        impl $rust {
+            fn values_tuple<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyTuple>> {
+                use pyo3::IntoPyObjectExt;
+                PyTuple::new(py, [
+                    self.type_.bind(py).clone().into_any(),
+                    self.recv_ns.into_bound_py_any(py)?,
+                    $((&self.$field).into_bound_py_any(py)?,)*
+                    $((&self.$extra).into_bound_py_any(py)?,)*
+                ])
+            }
+        }
+
+        #[pymethods]
+        impl $rust {
+            fn __repr__(slf: &Bound<'_, Self>) -> PyResult<String> {
+                repr_of(slf.as_any(), $name, &[$(stringify!($field)),*])
+            }
+
+            /// Everything the message holds, in declaration order (what pickling stores).
+            fn _values<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyTuple>> {
+                self.values_tuple(py)
+            }
+
+            /// Rebuilds a message from `_values()` (the unpickling path).
+            #[classmethod]
+            fn _restore(_cls: &Bound<'_, PyType>, values: &Bound<'_, PyTuple>) -> PyResult<Self> {
+                let mut items = values.iter();
+                let out = $rust {
+                    type_: take(&mut items, $name)?,
+                    recv_ns: take(&mut items, $name)?,
+                    $($field: take(&mut items, $name)?,)*
+                    $($extra: take(&mut items, $name)?,)*
+                };
+                if items.next().is_some() {
+                    return Err(pyo3::exceptions::PyValueError::new_err(
+                        concat!($name, "._restore: too many values"),
+                    ));
+                }
+                Ok(out)
+            }
+
+            fn __reduce__<'py>(slf: &Bound<'py, Self>) -> PyResult<Bound<'py, PyTuple>> {
+                let values = slf.get().values_tuple(slf.py())?;
+                reduce(slf.as_any(), values)
+            }
+
+            fn __richcmp__<'py>(
+                &self,
+                other: &Bound<'py, PyAny>,
+                op: CompareOp,
+            ) -> PyResult<Py<PyAny>> {
+                let py = other.py();
+                let theirs = match other.cast::<Self>() {
+                    Ok(o) => Some(o.get().values_tuple(py)?),
+                    Err(_) => None,
+                };
+                compare(self.values_tuple(py)?, theirs, op)
+            }
+
+            fn __hash__(&self, py: Python<'_>) -> PyResult<isize> {
+                hash_of(&self.values_tuple(py)?)
+            }
+
+            /// `type`, `recv_ns`, then the fields (and `raw` when kept), ready for JSON.
+            fn to_dict<'py>(slf: &Bound<'py, Self>) -> PyResult<Bound<'py, PyDict>> {
+                let $s = slf.get();
+                dict_of(slf.as_any(), &[$($dict),*], $raw)
+            }
+
+            $($more)*
+        }
+    };
 }
 
 /// Declares one frozen message class with its `type`, `recv_ns`, the given fields and a repr.
@@ -33,12 +198,8 @@ macro_rules! message_class {
             pub raw: Option<String>,
         }
 
-        #[pymethods]
-        impl $rust {
-            fn __repr__(slf: &Bound<'_, Self>) -> PyResult<String> {
-                repr_of(slf.as_any(), $name, &[$(stringify!($field)),*])
-            }
-        }
+        value_methods!($rust, $name, [$($field),*], [raw],
+            dict: [$(stringify!($field)),*], raw: |s| s.raw.as_deref(), {});
     };
 }
 
@@ -60,8 +221,9 @@ macro_rules! fields_class {
             pub json: String,
         }
 
-        #[pymethods]
-        impl $rust {
+        // `to_dict` adds `fields`, the whole message, after the named fields.
+        value_methods!($rust, $name, [$($field),*], [raw, json],
+            dict: [$(stringify!($field),)* "fields"], raw: |s| s.raw.as_deref(), {
             /// The whole message as a dict, values as on the wire.
             #[getter]
             fn fields<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyAny>> {
@@ -69,11 +231,7 @@ macro_rules! fields_class {
                     .getattr(pyo3::intern!(py, "loads"))?
                     .call1((&self.json,))
             }
-
-            fn __repr__(slf: &Bound<'_, Self>) -> PyResult<String> {
-                repr_of(slf.as_any(), $name, &[$(stringify!($field)),*])
-            }
-        }
+        });
     };
 }
 
@@ -89,12 +247,8 @@ macro_rules! event_class {
             $(pub $field: $ty,)*
         }
 
-        #[pymethods]
-        impl $rust {
-            fn __repr__(slf: &Bound<'_, Self>) -> PyResult<String> {
-                repr_of(slf.as_any(), $name, &[$(stringify!($field)),*])
-            }
-        }
+        value_methods!($rust, $name, [$($field),*], [],
+            dict: [$(stringify!($field)),*], raw: |_s| None, {});
     };
 }
 
@@ -132,33 +286,9 @@ message_class!(Index, "Index", [
 message_class!(Heartbeat, "Heartbeat", []);
 message_class!(ReconnectNotice, "ReconnectNotice", [within_seconds: i64, before_time: i64]);
 message_class!(ServerError, "ServerError", [message: String, error_type: Option<String>]);
-/// `tickwire.Metadata`: keeps the message's text and parses it into `fields` only when asked,
-/// so a batch never fails on one message's content.
-#[pyclass(frozen, module = "tickwire._core", name = "Metadata")]
-pub struct Metadata {
-    #[pyo3(get, name = "type")]
-    pub type_: Py<PyString>,
-    #[pyo3(get)]
-    pub recv_ns: i64,
-    #[pyo3(get)]
-    pub raw: Option<String>,
-    pub json: String,
-}
-
-#[pymethods]
-impl Metadata {
-    /// The whole message as a dict, values as on the wire (parsed on each access).
-    #[getter]
-    fn fields<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyAny>> {
-        py.import(pyo3::intern!(py, "json"))?
-            .getattr(pyo3::intern!(py, "loads"))?
-            .call1((&self.json,))
-    }
-
-    fn __repr__(&self, py: Python<'_>) -> PyResult<String> {
-        Ok(format!("Metadata(type={})", self.type_.bind(py).repr()?))
-    }
-}
+// `tickwire.Metadata` keeps the message's text and parses it into `fields` only when asked,
+// so a batch never fails on one message's content.
+fields_class!(Metadata, "Metadata", []);
 message_class!(Unknown, "Unknown", []);
 
 fields_class!(PriceUpdate, "PriceUpdate", [

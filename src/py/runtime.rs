@@ -12,10 +12,16 @@
 //! `auto` picks inline when the process may run on one CPU only (`taskset`, a pinned service,
 //! a one-CPU container): there a second thread cannot run alongside the consumer, so each hand
 //! over is a context switch and nothing else. Measured in BENCHMARKS.md.
+//!
+//! After `fork()` the child must not touch its parent's runtimes: their threads did not come
+//! along, and their epoll sets are shared with the parent (a registration made, changed or
+//! removed in the child changes the parent's set, and an event for a socket the child
+//! registered reaches the parent carrying a pointer that is valid only in the child: the
+//! parent's SIGSEGV). So the child forgets them (leaked, never dropped: dropping would
+//! deregister the parent's sockets) and makes fresh ones on first use; see [`install_fork_hooks`].
 
 use std::future::Future;
-use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
-use std::sync::OnceLock;
+use std::sync::atomic::{AtomicPtr, AtomicU64, AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
 use tokio::runtime::{Handle, Runtime};
@@ -162,27 +168,64 @@ enum Mode {
     Threads(usize),
 }
 
+/// How many forks this process is away from the one that imported tickwire: bumped in each
+/// child, so a stream can tell it was made before the fork.
+static FORK_GENERATION: AtomicU64 = AtomicU64::new(0);
+
+/// The streams' runtime of this process (null until first use, and again in a forked child).
+static IO: AtomicPtr<Io> = AtomicPtr::new(std::ptr::null_mut());
+
+/// The servers' runtime, likewise.
+static SERVERS: AtomicPtr<Runtime> = AtomicPtr::new(std::ptr::null_mut());
+
+/// The fork generation now; a stream records it when made.
+pub(crate) fn fork_generation() -> u64 {
+    FORK_GENERATION.load(Ordering::Acquire)
+}
+
+/// The value in `slot`, made by `make` on first use. Lock-free, so a fork can never leave it
+/// locked: of two threads racing, the loser drops its fresh, unused value.
+fn get_or_make<T>(slot: &'static AtomicPtr<T>, make: impl FnOnce() -> T) -> (&'static T, bool) {
+    let current = slot.load(Ordering::Acquire);
+    if !current.is_null() {
+        // SAFETY: a non-null slot holds a leaked Box that is never freed.
+        return (unsafe { &*current }, false);
+    }
+    let fresh = Box::into_raw(Box::new(make()));
+    match slot.compare_exchange(
+        std::ptr::null_mut(),
+        fresh,
+        Ordering::AcqRel,
+        Ordering::Acquire,
+    ) {
+        // SAFETY: just leaked; from now on it is never freed.
+        Ok(_) => (unsafe { &*fresh }, true),
+        Err(winner) => {
+            // SAFETY: `fresh` was never shared; `winner` is a leaked Box as above.
+            drop(unsafe { Box::from_raw(fresh) });
+            (unsafe { &*winner }, false)
+        }
+    }
+}
+
 /// The process-wide runtime every stream runs on (`TICKWIRE_IO`, `TICKWIRE_IO_THREADS`).
 pub(crate) fn io() -> &'static Io {
-    static IO: OnceLock<Io> = OnceLock::new();
-    static STARTED: std::sync::Once = std::sync::Once::new();
-    let io = IO.get_or_init(|| Io::new(mode_from_env()));
-    STARTED.call_once(|| {
+    let (io, made) = get_or_make(&IO, || Io::new(mode_from_env()));
+    if made {
         if let Some(inline) = &io.inline {
             std::thread::Builder::new()
                 .name("tickwire-io".into())
                 .spawn(move || inline.background(&io.rt))
                 .expect("tickwire: cannot start the I/O thread");
         }
-    });
+    }
     io
 }
 
 /// The runtime of tickwire's own servers (simulator, replay load), apart from the streams' so
 /// that an in-process server never takes a stream's I/O thread.
 pub(crate) fn server_runtime() -> &'static Runtime {
-    static RT: OnceLock<Runtime> = OnceLock::new();
-    RT.get_or_init(|| {
+    get_or_make(&SERVERS, || {
         tokio::runtime::Builder::new_multi_thread()
             .worker_threads(2)
             .thread_name("tickwire-sim")
@@ -190,6 +233,39 @@ pub(crate) fn server_runtime() -> &'static Runtime {
             .build()
             .expect("tickwire: cannot start the servers' runtime")
     })
+    .0
+}
+
+/// Registers the fork handlers, once per process. The prepare handler takes the locks a
+/// child needs (the log buffer, the socket registry), so no other thread holds them at the
+/// moment of the fork; both sides release them after. In the child, only async-signal-safe
+/// work happens: the inherited sockets are closed (the parent's stay open: a descriptor
+/// closed in one process does not affect another's, nor the parent's epoll sets), the
+/// runtimes are forgotten, and the generation moves on.
+pub(crate) fn install_fork_hooks() {
+    static ONCE: std::sync::Once = std::sync::Once::new();
+    ONCE.call_once(|| {
+        extern "C" fn prepare() {
+            super::logs::before_fork();
+            crate::transport::fds::before_fork();
+        }
+        extern "C" fn parent() {
+            crate::transport::fds::after_fork(false);
+            super::logs::after_fork();
+        }
+        extern "C" fn child() {
+            crate::transport::fds::after_fork(true);
+            super::logs::after_fork();
+            IO.store(std::ptr::null_mut(), Ordering::Release);
+            SERVERS.store(std::ptr::null_mut(), Ordering::Release);
+            FORK_GENERATION.fetch_add(1, Ordering::AcqRel);
+        }
+        // SAFETY: three plain functions that live as long as the process.
+        let rc = unsafe { libc::pthread_atfork(Some(prepare), Some(parent), Some(child)) };
+        if rc != 0 {
+            log::warn!("cannot register tickwire's fork handlers (error {rc})");
+        }
+    });
 }
 
 fn mode_from_env() -> Mode {

@@ -32,13 +32,25 @@ pub struct StreamCore {
     session: Session,
     queue: Arc<Queue>,
     commands: mpsc::UnboundedSender<Command>,
+    /// The connection's state, written by the stream's task.
+    status: Arc<client::Status>,
     keys: Arc<Mutex<KeyCache>>,
     latency: Mutex<LatencyHistogram>,
     /// Consumer clock minus the server's `time_coinapi`, for messages that carry one.
     lag: Mutex<LatencyHistogram>,
     /// How long a wait spins before it sleeps (`busy_poll`); zero: never spins.
     busy_poll: Duration,
+    /// The process's fork generation when the stream was made: another one means this is a
+    /// forked child's copy, whose queue, locks and task belong to the parent's runtime.
+    generation: u64,
+    /// Process-unique, in order of creation; tags the stream's log records.
+    id: u64,
+    /// The URL as tickwire shows it (no key).
+    shown_url: String,
 }
+
+/// The next stream's id.
+static NEXT_ID: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(1);
 
 /// `tickwire.Stats`: a snapshot of a stream's counters.
 #[pyclass(frozen, get_all, module = "tickwire._core", name = "Stats")]
@@ -65,23 +77,37 @@ pub struct Stats {
     pub lag_us: Py<PyDict>,
 }
 
+/// The attributes `Stats`' repr shows, in order.
+const STATS_SHOWN: &[&str] = &[
+    "messages",
+    "bytes",
+    "batches",
+    "gaps",
+    "duplicates",
+    "dropped",
+    "parse_errors",
+    "reconnects",
+    "last_frame_age_s",
+    "latency_us",
+    "queue_depth",
+    "queue_high_water",
+    "lag_us",
+];
+
 #[pymethods]
 impl Stats {
-    fn __repr__(&self) -> String {
-        format!(
-            "Stats(messages={}, bytes={}, batches={}, gaps={}, duplicates={}, dropped={}, \
-             parse_errors={}, reconnects={}, queue_depth={}, queue_high_water={})",
-            self.messages,
-            self.bytes,
-            self.batches,
-            self.gaps,
-            self.duplicates,
-            self.dropped,
-            self.parse_errors,
-            self.reconnects,
-            self.queue_depth,
-            self.queue_high_water
-        )
+    /// Every counter, the last frame's age (ms precision) and the latency quantiles.
+    fn __repr__(slf: &Bound<'_, Self>) -> PyResult<String> {
+        let mut parts = Vec::with_capacity(STATS_SHOWN.len());
+        for name in STATS_SHOWN {
+            let shown = match slf.getattr(*name)?.extract::<Option<f64>>() {
+                // Floats (the age) to the millisecond; a full repr would be noise.
+                Ok(Some(v)) if *name == "last_frame_age_s" => format!("{v:.3}"),
+                _ => slf.getattr(*name)?.repr()?.to_string(),
+            };
+            parts.push(format!("{name}={shown}"));
+        }
+        Ok(format!("Stats({})", parts.join(", ")))
     }
 }
 
@@ -269,6 +295,22 @@ impl StreamCore {
         }
     }
 
+    /// Whether this is a forked child's copy of a parent's stream.
+    fn inherited(&self) -> bool {
+        self.generation != super::runtime::fork_generation()
+    }
+
+    /// Refuses a stream made before `fork()`: its locks may be held by threads that did not
+    /// come along, and its task runs in the parent only.
+    fn usable(&self) -> PyResult<()> {
+        if self.inherited() {
+            return Err(super::errors::StreamClosed::new_err(
+                "the stream was created before fork: streams do not cross os.fork();                  connect again in the child",
+            ));
+        }
+        Ok(())
+    }
+
     fn send(&self, cmd: Command) -> PyResult<()> {
         if self.queue.is_closed_by_user() {
             return Err(Error::Closed.into());
@@ -292,7 +334,8 @@ impl StreamCore {
         update_limit_ms_exrate, update_limit_ms_index, batch_size, queue_size, overflow,
         heartbeat_timeout, ping_timeout, connect_timeout, reconnect, compression,
         max_message_size, ca_file, keep_raw, busy_poll=0.0,
-        queue_bytes=crate::delivery::queue::DEFAULT_MAX_BYTES))]
+        queue_bytes=crate::delivery::queue::DEFAULT_MAX_BYTES, write_timeout=10.0,
+        close_timeout=2.0, initial_attempts=3))]
     fn py_new(
         url: &str,
         protocol: &str,
@@ -325,6 +368,9 @@ impl StreamCore {
         keep_raw: bool,
         busy_poll: f64,
         queue_bytes: usize,
+        write_timeout: f64,
+        close_timeout: f64,
+        initial_attempts: u32,
     ) -> PyResult<Self> {
         let busy_poll = match busy_poll {
             0.0 => Duration::ZERO,
@@ -408,6 +454,7 @@ impl StreamCore {
                 factor,
                 jitter,
                 max_attempts,
+                initial_attempts,
             },
         );
         let config = ClientConfig {
@@ -418,6 +465,10 @@ impl StreamCore {
                 max_message_size,
                 connect_timeout: seconds("connect_timeout", Some(connect_timeout))?
                     .unwrap_or(Duration::from_secs(10)),
+                write_timeout: seconds("write_timeout", Some(write_timeout))?
+                    .unwrap_or(Duration::from_secs(10)),
+                close_timeout: seconds("close_timeout", Some(close_timeout))?
+                    .unwrap_or(Duration::from_secs(2)),
                 ca_file,
             },
             session: session.clone(),
@@ -437,22 +488,43 @@ impl StreamCore {
         .map_err(|e| Error::Config(format!("cannot create the wake-up pipe: {e}")))?;
         let queue =
             Queue::with_max_bytes(queue_size, queue_bytes, batch_size, overflow, Some(wake));
-        let commands = client::spawn(io().handle(), config, queue.clone());
+        let id = NEXT_ID.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let shown_url = client::redact_url(&config.connect.url);
+        // The application may have set the `tickwire` logger's level since the last look.
+        Python::attach(super::logs::sync_level);
+        let (commands, status) = client::spawn(io().handle(), config, queue.clone(), id);
         Ok(StreamCore {
             session,
             queue,
             commands,
+            status,
             keys: Arc::new(Mutex::new(KeyCache::default())),
             latency: Mutex::new(LatencyHistogram::default()),
             lag: Mutex::new(LatencyHistogram::default()),
             busy_poll,
+            generation: super::runtime::fork_generation(),
+            id,
+            shown_url,
         })
+    }
+
+    /// The stream's process-unique id (its log records carry it as `stream_id`).
+    #[getter]
+    fn id(&self) -> u64 {
+        self.id
+    }
+
+    /// The URL as tickwire shows it (no key).
+    #[getter]
+    fn url(&self) -> &str {
+        &self.shown_url
     }
 
     /// Waits up to `timeout` seconds (`None`: forever) for a batch, without the GIL.
     /// Returns a `Batch`, `True` when nothing came in time, `False` at the end of the stream.
     #[pyo3(signature = (timeout=None))]
     fn poll(&self, py: Python<'_>, timeout: Option<f64>) -> PyResult<Py<PyAny>> {
+        self.usable()?;
         let wait = timeout.map(bounded);
         let deadline = wait.map(|w| std::time::Instant::now() + w);
         if let Some(pop) = self.spin(py, wait) {
@@ -482,6 +554,7 @@ impl StreamCore {
     /// A batch if one is ready; otherwise arms the wake-up fd and returns `True`
     /// (`False` at the end of the stream).
     fn poll_or_arm(&self, py: Python<'_>) -> PyResult<Py<PyAny>> {
+        self.usable()?;
         if let Some(pop) = self.spin(py, None) {
             return self.answer(py, pop);
         }
@@ -508,6 +581,7 @@ impl StreamCore {
     /// the I/O runtime takes the GIL to complete an asyncio future for every batch).
     #[cfg(feature = "async-runtimes")]
     fn next_batch_future<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyAny>> {
+        self.usable()?;
         static BRIDGED: std::sync::Once = std::sync::Once::new();
         // Ignored error: the bridge was already given a runtime, which can only be ours.
         BRIDGED.call_once(|| {
@@ -529,6 +603,7 @@ impl StreamCore {
 
     /// Waits (without the GIL) until the first connection attempt settled; raises its failure.
     fn wait_connected(&self, py: Python<'_>, timeout: f64) -> PyResult<bool> {
+        self.usable()?;
         let deadline = std::time::Instant::now() + bounded(timeout);
         loop {
             let q = &self.queue;
@@ -547,10 +622,25 @@ impl StreamCore {
 
     /// True once settled (raising an early failure); otherwise arms the wake-up fd.
     fn connected_or_arm(&self) -> PyResult<bool> {
+        self.usable()?;
         if self.queue.settled_or_arm() {
             return self.check_connected();
         }
         Ok(false)
+    }
+
+    /// The connection's state: "connecting", "open", "probing", "holding", "switching",
+    /// "closing" or "closed".
+    #[getter]
+    fn state(&self) -> &'static str {
+        self.status.state().name()
+    }
+
+    /// What the stream is waiting for while it is not connected (the attempt, the delay and
+    /// the last cause), or `None`.
+    #[getter]
+    fn waiting(&self) -> Option<String> {
+        self.status.waiting()
     }
 
     /// The fd an asyncio loop watches for wake-ups.
@@ -560,6 +650,7 @@ impl StreamCore {
     }
 
     fn stats(&self, py: Python<'_>) -> PyResult<Stats> {
+        self.usable()?;
         super::logs::flush(py);
         let s = self.queue.stats.snapshot();
         let h = self.latency.lock().clone();
@@ -606,6 +697,7 @@ impl StreamCore {
         instruments: Vec<String>,
         all: bool,
     ) -> PyResult<()> {
+        self.usable()?;
         let change = self.change(
             [data_types, symbols, assets, exchanges, periods, index_ids],
             instruments,
@@ -620,18 +712,32 @@ impl StreamCore {
 
     /// Closes the connection and discards what is queued; idempotent.
     fn close(&self) {
+        if self.inherited() {
+            // The parent's to close; the child's copy of the socket is closed already.
+            return;
+        }
         self.queue.close();
         let _ = self.commands.send(Command::Close);
     }
 
     #[getter]
     fn closed(&self) -> bool {
-        self.queue.is_closed_by_user()
+        // An inherited stream was not closed by the user; using it raises on its own.
+        !self.inherited() && self.queue.is_closed_by_user()
     }
 }
 
 impl Drop for StreamCore {
     fn drop(&mut self) {
+        if self.inherited() {
+            // Closing the queue or the command channel would take locks and wake a task of
+            // the parent's runtime (its scheduler state is in this process too, possibly
+            // locked by a thread that did not come along): leave both alone, leaked.
+            let (queue, commands) = (self.queue.clone(), self.commands.clone());
+            std::mem::forget(queue);
+            std::mem::forget(commands);
+            return;
+        }
         self.queue.close();
         let _ = self.commands.send(Command::Close);
     }

@@ -10,10 +10,19 @@ use std::time::Duration;
 use futures::{FutureExt, SinkExt};
 use rustls_pki_types::ServerName;
 use tokio::net::TcpStream;
+use yawc::close::CloseCode;
 use yawc::{
-    Frame as WsFrame, HttpRequestBuilder, MaybeTlsStream, OpCode, Options, TcpWebSocket,
+    Frame as WsFrame, HttpRequestBuilder, MaybeTlsStream, OpCode, Options, WebSocket,
     WebSocketError,
 };
+
+pub mod fds;
+mod strict;
+
+use strict::Strict;
+
+/// The WebSocket over the checked byte stream (TLS or not).
+type Ws = WebSocket<Strict<MaybeTlsStream<TcpStream>>>;
 
 /// A frame as the core sees it.
 #[derive(Debug)]
@@ -42,6 +51,11 @@ pub struct ConnectOptions {
     pub compression: bool,
     pub max_message_size: usize,
     pub connect_timeout: Duration,
+    /// The longest any send, ping or flush may take: a peer that stops reading fails the
+    /// connection instead of wedging it.
+    pub write_timeout: Duration,
+    /// The longest a close may take before the socket is dropped anyway.
+    pub close_timeout: Duration,
     pub ca_file: Option<PathBuf>,
 }
 
@@ -119,7 +133,7 @@ fn tls_connector(ca_file: Option<&PathBuf>) -> Result<tokio_rustls::TlsConnector
 async fn dial(
     url: &url::Url,
     connector: Option<tokio_rustls::TlsConnector>,
-) -> Result<(MaybeTlsStream<TcpStream>, RawFd), WebSocketError> {
+) -> Result<(MaybeTlsStream<TcpStream>, fds::Registered), WebSocketError> {
     let host = url.host_str().ok_or(WebSocketError::InvalidHttpScheme)?;
     let port = url
         .port_or_known_default()
@@ -128,7 +142,7 @@ async fn dial(
     let bare = host.trim_start_matches('[').trim_end_matches(']');
     let tcp = TcpStream::connect((bare, port)).await?;
     tcp.set_nodelay(true)?;
-    let fd = tcp.as_raw_fd();
+    let fd = fds::Registered::new(tcp.as_raw_fd());
     let Some(connector) = connector else {
         return Ok((MaybeTlsStream::Plain(tcp), fd));
     };
@@ -139,9 +153,39 @@ async fn dial(
 
 /// One open WebSocket connection.
 pub struct Connection {
-    ws: TcpWebSocket,
+    ws: Ws,
     /// The TCP socket under the WebSocket (and TLS), for a consumer loop to watch.
     fd: RawFd,
+    /// The socket's entry in the registry a forked child closes.
+    _registered: fds::Registered,
+    /// What the checked byte stream saw (the upgrade's extensions, a broken RFC 6455 rule).
+    seen: Arc<strict::Seen>,
+    write_timeout: Duration,
+    close_timeout: Duration,
+}
+
+fn write_failed(e: &WebSocketError) -> TransportError {
+    TransportError {
+        reason: e.to_string(),
+        code: None,
+    }
+}
+
+/// Bounds one write by `limit`.
+async fn bounded<F>(limit: Duration, write: F) -> Result<(), TransportError>
+where
+    F: std::future::Future<Output = Result<(), WebSocketError>>,
+{
+    match tokio::time::timeout(limit, write).await {
+        Ok(r) => r.map_err(|e| write_failed(&e)),
+        Err(_) => Err(TransportError {
+            reason: format!(
+                "the server read nothing for {:.1} s (write_timeout)",
+                limit.as_secs_f64()
+            ),
+            code: None,
+        }),
+    }
 }
 
 impl Connection {
@@ -153,9 +197,12 @@ impl Connection {
     pub async fn connect(opts: &ConnectOptions) -> Result<Connection, ConnectFailure> {
         // No `with_no_delay()`: that option is read only by yawc's own dialling; `dial` sets
         // TCP_NODELAY itself.
+        // yawc refuses a message of its limit or more; tickwire's limit is inclusive (a message
+        // of exactly `max_message_size` bytes, counted after inflate, is accepted).
+        let limit = opts.max_message_size.saturating_add(1);
         let mut options = Options::default()
-            .with_max_payload_read(opts.max_message_size)
-            .with_max_read_buffer(opts.max_message_size);
+            .with_max_payload_read(limit)
+            .with_max_read_buffer(limit);
         if opts.compression {
             options = options.with_low_latency_compression();
         }
@@ -168,14 +215,32 @@ impl Connection {
             _ => None,
         };
         let open = async {
-            let (stream, fd) = dial(&opts.url, connector).await?;
-            TcpWebSocket::handshake_with_request(opts.url.clone(), stream, options, request)
+            let (stream, registered) = dial(&opts.url, connector).await?;
+            let stream = Strict::new(stream);
+            let seen = stream.seen();
+            Ws::handshake_with_request(opts.url.clone(), stream, options, request)
                 .await
-                .map(|ws| Connection { ws, fd })
+                .map(|ws| Connection {
+                    fd: registered.fd(),
+                    ws,
+                    _registered: registered,
+                    seen,
+                    write_timeout: opts.write_timeout,
+                    close_timeout: opts.close_timeout,
+                })
         };
         match tokio::time::timeout(opts.connect_timeout, open).await {
             Err(_) => Err(ConnectFailure::Timeout),
-            Ok(Ok(conn)) => Ok(conn),
+            Ok(Ok(mut conn)) => match conn.unoffered_extension(opts.compression) {
+                None => Ok(conn),
+                Some(name) => {
+                    // RFC 6455 4.1: the client fails the connection (1002).
+                    let why = format!("the server agreed to extension {name:?}, never offered");
+                    let close = WsFrame::close(CloseCode::Protocol, &why);
+                    let _ = tokio::time::timeout(Duration::from_secs(1), conn.ws.send(close)).await;
+                    Err(ConnectFailure::Io(why))
+                }
+            },
             Ok(Err(WebSocketError::InvalidStatusCode(code))) if code == 401 || code == 403 => {
                 Err(ConnectFailure::Auth(code))
             }
@@ -184,20 +249,65 @@ impl Connection {
         }
     }
 
-    fn convert(item: Result<WsFrame, WebSocketError>) -> Result<Frame, TransportError> {
+    /// The first extension the upgrade response agreed to that tickwire did not offer.
+    fn unoffered_extension(&self, compression: bool) -> Option<String> {
+        self.seen
+            .extensions
+            .get()?
+            .iter()
+            .find(|name| !(compression && *name == "permessage-deflate"))
+            .cloned()
+    }
+
+    /// Fails the connection with `code` (a close frame written if the socket takes it now)
+    /// and says why.
+    fn fail(&mut self, code: CloseCode, reason: String) -> TransportError {
+        let _ = self
+            .ws
+            .send(WsFrame::close(code, reason.as_bytes()))
+            .now_or_never();
+        TransportError {
+            code: Some(code.into()),
+            reason,
+        }
+    }
+
+    fn convert(&mut self, item: Result<WsFrame, WebSocketError>) -> Result<Frame, TransportError> {
         match item {
             Err(WebSocketError::ConnectionClosed) => Err(TransportError {
                 reason: "connection closed".into(),
                 code: None,
             }),
-            Err(e) => Err(TransportError {
-                code: match e {
-                    WebSocketError::FrameTooLarge => Some(1009),
-                    WebSocketError::InvalidUTF8 => Some(1007),
-                    _ => None,
-                },
-                reason: e.to_string(),
-            }),
+            Err(e) => {
+                // yawc queued its close frame (for a frame it refused); write it out now, as
+                // nothing reads or writes this connection again.
+                let _ = futures::future::poll_fn(|cx| self.ws.poll_ready_unpin(cx)).now_or_never();
+                let _ = self.ws.flush().now_or_never();
+                Err(TransportError {
+                    code: match e {
+                        WebSocketError::FrameTooLarge => Some(1009),
+                        WebSocketError::InvalidUTF8 => Some(1007),
+                        WebSocketError::ReservedBitsNotZero
+                        | WebSocketError::ControlFrameFragmented
+                        | WebSocketError::PingFrameTooLarge
+                        | WebSocketError::InvalidFragment
+                        | WebSocketError::InvalidCloseFrame
+                        | WebSocketError::InvalidCloseCode
+                        | WebSocketError::InvalidContinuationFrame
+                        | WebSocketError::CompressionNotSupported => Some(1002),
+                        _ => None,
+                    },
+                    reason: match self.seen.violation.get() {
+                        Some(rule) => (*rule).to_string(),
+                        None => e.to_string(),
+                    },
+                })
+            }
+            // yawc checks text for UTF-8 only after reassembly, as tickwire does here, but
+            // without a close frame: 1007 is sent here.
+            Ok(f) if f.opcode() == OpCode::Text && std::str::from_utf8(f.payload()).is_err() => {
+                Err(self.fail(CloseCode::Invalid, "invalid UTF-8 in a text frame".into()))
+            }
             Ok(f) => Ok(match f.opcode() {
                 OpCode::Text => Frame::Data {
                     payload: f.into_payload(),
@@ -218,8 +328,14 @@ impl Connection {
                         .unwrap_or_default()
                         .to_string(),
                 },
-                // yawc reassembles fragments before handing frames out.
-                OpCode::Continuation => Frame::Pong,
+                // yawc reassembles fragments, so a continuation handed out on its own is a
+                // frame no message started: the server broke the protocol.
+                OpCode::Continuation => {
+                    return Err(TransportError {
+                        reason: "a continuation frame without a message to continue".into(),
+                        code: Some(1002),
+                    })
+                }
             }),
         }
     }
@@ -235,61 +351,59 @@ impl Connection {
     /// [`TransportError`] when the connection broke (no close frame, protocol violation,
     /// oversize frame).
     pub async fn next(&mut self) -> Result<Frame, TransportError> {
-        Self::convert(self.ws.next_frame().await)
+        let item = self.ws.next_frame().await;
+        self.convert(item)
     }
 
     /// The next frame if one is already buffered or readable without waiting.
     pub fn try_next(&mut self) -> Option<Result<Frame, TransportError>> {
-        self.ws.next_frame().now_or_never().map(Self::convert)
+        let item = self.ws.next_frame().now_or_never()?;
+        Some(self.convert(item))
     }
 
     /// Polls for the next frame.
     pub fn poll_next(&mut self, cx: &mut Context<'_>) -> Poll<Result<Frame, TransportError>> {
-        self.ws.poll_next_frame(cx).map(Self::convert)
+        let item = std::task::ready!(self.ws.poll_next_frame(cx));
+        Poll::Ready(self.convert(item))
     }
 
-    /// Sends one text frame and flushes it.
+    /// Sends one text frame and flushes it, within `write_timeout`.
     ///
     /// # Errors
-    /// [`TransportError`] when the socket is gone.
+    /// [`TransportError`] when the socket is gone or the peer stopped reading.
     pub async fn send_text(&mut self, text: String) -> Result<(), TransportError> {
-        self.ws
-            .send(WsFrame::text(text))
-            .await
-            .map_err(|e| TransportError {
-                reason: e.to_string(),
-                code: None,
-            })
+        bounded(self.write_timeout, self.ws.send(WsFrame::text(text))).await
     }
 
-    /// Sends a ping (our own liveness probe).
+    /// Sends a ping (our own liveness probe), within `write_timeout`.
     ///
     /// # Errors
-    /// [`TransportError`] when the socket is gone.
+    /// [`TransportError`] when the socket is gone or the peer stopped reading.
     pub async fn ping(&mut self) -> Result<(), TransportError> {
-        self.ws
-            .send(WsFrame::ping(bytes::Bytes::new()))
-            .await
-            .map_err(|e| TransportError {
-                reason: e.to_string(),
-                code: None,
-            })
+        bounded(
+            self.write_timeout,
+            self.ws.send(WsFrame::ping(bytes::Bytes::new())),
+        )
+        .await
     }
 
     /// Writes out whatever the connection owes the server (pongs queued by reads, close
-    /// replies), so a pong never waits for our next data write.
+    /// replies), so a pong never waits for our next data write; within `write_timeout`.
     ///
     /// # Errors
-    /// [`TransportError`] when the socket is gone.
+    /// [`TransportError`] when the socket is gone or the peer stopped reading.
     pub async fn flush(&mut self) -> Result<(), TransportError> {
-        self.ws.flush().await.map_err(|e| TransportError {
-            reason: e.to_string(),
-            code: None,
-        })
+        bounded(self.write_timeout, self.ws.flush()).await
     }
 
-    /// Closes politely (close frame, then flush); errors are irrelevant at this point.
+    /// Closes politely (close frame, then flush) within `close_timeout`, then drops the
+    /// socket whatever the peer does; errors are irrelevant at this point.
     pub async fn close(mut self) {
-        let _ = tokio::time::timeout(Duration::from_secs(1), self.ws.close()).await;
+        self.shutdown().await;
+    }
+
+    /// As [`Connection::close`], keeping the (now closed) connection for its owner to drop.
+    pub async fn shutdown(&mut self) {
+        let _ = tokio::time::timeout(self.close_timeout, self.ws.close()).await;
     }
 }

@@ -10,7 +10,7 @@ from ._common import excluded
 if TYPE_CHECKING:
     from ._harness import Settings
 
-__all__ = ["render", "write_chart"]
+__all__ = ["chart_context", "chart_footnote", "chart_labels", "render", "write_chart"]
 
 #: A run whose load server used at least this share of its CPU was limited by the server.
 SIM_BOUND = 0.95
@@ -261,6 +261,33 @@ def render(
     return "\n".join(out)
 
 
+def _saturated(s: Settings, r: dict[str, Any]) -> bool:
+    """The load server, not the client, limited this throughput row (as the table marks it)."""
+    return not s.latency and (r.get("server_cpu_util") or 0.0) >= SIM_BOUND
+
+
+def chart_labels(s: Settings, rows: list[dict[str, Any]]) -> list[str]:
+    """Bar labels: the table's, with its `*` where the load server was saturated."""
+    return [r["label"] + (" *" if _saturated(s, r) else "") for r in rows]
+
+
+def chart_context(s: Settings) -> str:
+    """The title's bracket: run count and pinning, as the run had them."""
+    runs = f"{s.runs} run{'' if s.runs == 1 else 's'} per client"
+    pin = "one pinned client CPU" if s.client_cpu is not None else "not pinned"
+    return f"{runs}, {pin}"
+
+
+def chart_footnote(s: Settings, rows: list[dict[str, Any]]) -> str:
+    """The table's saturation note, when any bar carries the mark."""
+    if not any(_saturated(s, r) for r in rows):
+        return ""
+    return (
+        f"* the {s.server_name} used >= {SIM_BOUND:.0%} of its CPU ({s.server_name} saturated): "
+        "that msg/s is a lower bound"
+    )
+
+
 def write_chart(s: Settings, rows: list[dict[str, Any]], path: str) -> str:
     """Draws the summary as a PNG; returns a line saying what happened."""
     try:
@@ -274,7 +301,7 @@ def write_chart(s: Settings, rows: list[dict[str, Any]], path: str) -> str:
     rows = [r for r in rows if r["valid"]]
     if not rows:
         return "chart skipped: no valid runs"
-    labels = [r["label"] for r in rows]
+    labels = chart_labels(s, rows)
     colors = ["tab:orange" if r["ours"] else "tab:blue" for r in rows]
     fig, axes = plt.subplots(1, 2, figsize=(13, 0.45 * len(rows) + 1.8))
     left, right = axes
@@ -306,8 +333,11 @@ def write_chart(s: Settings, rows: list[dict[str, Any]], path: str) -> str:
     right.set_xlabel("client CPU seconds per million messages; lower is better")
     right.set_yticks([])
     right.invert_yaxis()
-    fig.suptitle(f"tickwire bench, {title} ({s.runs} runs, one pinned client CPU)")
-    fig.tight_layout()
+    fig.suptitle(f"tickwire bench, {title} ({chart_context(s)})")
+    footnote = chart_footnote(s, rows)
+    if footnote:
+        fig.text(0.01, 0.005, footnote, fontsize=8, ha="left", va="bottom")
+    fig.tight_layout(rect=(0, 0.04 if footnote else 0, 1, 1))
     fig.savefig(path, dpi=110)
     plt.close(fig)
     return f"wrote chart {path}"
