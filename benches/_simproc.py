@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import multiprocessing as mp
 import os
+import time
 from dataclasses import dataclass
 from multiprocessing.connection import Connection
 from typing import Any
@@ -42,7 +43,15 @@ def _serve(conn: Connection, port: int, kw: dict[str, Any]) -> None:
         msg = conn.recv()
         if msg[0] == "start":
             faults = tw.Faults(**msg[1]) if msg[1] else None
-            sim = tw.Simulator(port=port, faults=faults, record=False, **kw)
+            # The port may still be held by the previous simulator's closing sockets.
+            for attempt in range(100):
+                try:
+                    sim = tw.Simulator(port=port, faults=faults, record=False, **kw)
+                    break
+                except OSError:
+                    if attempt == 99:
+                        raise
+                    time.sleep(0.1)
             conn.send(sim.url)
         elif msg[0] == "finished":
             st = sim.stats()
