@@ -8,7 +8,7 @@ from types import TracebackType
 from typing import Literal
 
 from . import _core
-from ._core import Batch, Stats, StreamClosed
+from ._core import ArrowBatch, Batch, OrderBook, Stats, StreamClosed
 from ._feeds import CoinAPI, Moment, ReconnectPolicy
 
 Overflow = Literal["block", "drop_oldest", "conflate"]
@@ -197,6 +197,18 @@ class Stream:
     def stats(self) -> Stats:
         return self._core.stats()
 
+    def book(self, symbol: str, type: Literal["book", "book_l3"] = "book") -> OrderBook | None:
+        """The maintained order book of ``symbol`` (streams made with ``books=True``).
+
+        ``None`` until the book's first snapshot. The book is a live view: each read shows it
+        as of the batches already returned, never a later state.
+        """
+        return self._core.book(symbol, type)
+
+    def books_to_arrow(self, depth: int = 10) -> ArrowBatch:
+        """The top ``depth`` levels of every maintained book, one row per level."""
+        return self._core.books_to_arrow(depth)
+
     def close(self) -> None:
         """Closes the connection; iterating afterwards raises :class:`StreamClosed`."""
         self._ended = True
@@ -219,6 +231,7 @@ def connect(
     ca_file: str | None = None,
     keep_raw: bool = False,
     busy_poll: float = 0.0,
+    books: bool = False,
 ) -> Stream:
     """Starts streaming ``feed`` in the background and returns the :class:`Stream`.
 
@@ -226,6 +239,10 @@ def connect(
     (seconds, off by default) makes each wait spin that long, GIL released, before it sleeps:
     on the socket with inline I/O, on the queue with an I/O thread (``tickwire.io_mode()``).
     It trades a busy CPU for the sleep and wake-up.
+
+    ``books=True`` maintains the CoinAPI ``book`` and ``book_l3`` order books in the core
+    (:meth:`Stream.book`), with ``BookReset``/``BookSynced`` events in the batches; the raw
+    book messages are still delivered.
     """
     if not isinstance(feed, (CoinAPI, Moment)):
         raise TypeError(
@@ -280,5 +297,6 @@ def connect(
         ca_file=ca_file,
         keep_raw=keep_raw,
         busy_poll=busy_poll,
+        books=books,
     )
     return Stream(core, connect_timeout)

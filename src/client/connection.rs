@@ -52,6 +52,9 @@ pub(crate) struct Reader {
     /// The `Gap.key` of the Moment order stream, made once rather than per message.
     orders_key: crate::model::Key,
     keep_raw: bool,
+    /// Book streams resynchronised by resubscribing: their sequence baselines restart at the
+    /// next snapshot. Bound: one entry per resync in flight.
+    rebase: Vec<(&'static str, Box<str>)>,
 }
 
 /// What the reader wants the connection to do after a frame.
@@ -73,6 +76,18 @@ impl Reader {
             replay,
             orders_key: std::sync::Arc::from("orders"),
             keep_raw,
+            rebase: Vec::new(),
+        }
+    }
+
+    /// The next snapshot of `(book_type, symbol_id)` starts its sequence afresh.
+    pub(crate) fn rebase(&mut self, book_type: &'static str, symbol_id: &str) {
+        if !self
+            .rebase
+            .iter()
+            .any(|(t, s)| *t == book_type && &**s == symbol_id)
+        {
+            self.rebase.push((book_type, symbol_id.into()));
         }
     }
 
@@ -80,6 +95,21 @@ impl Reader {
     /// connection, Moment order events by `msg_number` across connections.
     fn check(&mut self, msg: &Msg) -> Option<(&'static str, crate::model::Key, SeqCheck)> {
         if let Some((kind, key, seq)) = msg.sequence_key() {
+            let snapshot = match msg {
+                Msg::Book(b) => b.is_snapshot,
+                Msg::BookL3(b) => b.is_snapshot,
+                _ => false,
+            };
+            if snapshot && !self.rebase.is_empty() {
+                if let Some(i) = self
+                    .rebase
+                    .iter()
+                    .position(|(t, s)| *t == kind && **s == **key)
+                {
+                    self.rebase.swap_remove(i);
+                    self.sequences.forget(kind, key);
+                }
+            }
             return Some((kind, key.clone(), self.sequences.check(kind, key, seq)));
         }
         if let Msg::OrderEvent(o) = msg {
@@ -250,6 +280,19 @@ async fn drive_with(
                     }
                     Some(Command::Subscribe(s)) => config.session.apply(&s, true),
                     Some(Command::Unsubscribe(s)) => config.session.apply(&s, false),
+                    Some(Command::Resync { symbol_id, book_type }) => {
+                        reader.rebase(book_type, &symbol_id);
+                        let one = crate::protocol::ScopeChange::CoinApi(
+                            crate::protocol::coinapi::Scope {
+                                symbols: vec![format!("{symbol_id}$")],
+                                ..Default::default()
+                            },
+                        );
+                        config.session.apply(&one, false).and_then(|mut out| {
+                            out.extend(config.session.apply(&one, true)?);
+                            Ok(out)
+                        })
+                    }
                 };
                 for req in reqs.unwrap_or_default() {
                     if let Some(next) = successor.as_mut().and_then(|s| s.conn.as_mut()) {

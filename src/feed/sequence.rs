@@ -54,6 +54,11 @@ impl SequenceTracker {
         }
     }
 
+    /// Forgets one key's baseline: its next number is a `First`.
+    pub fn forget(&mut self, msg_type: &'static str, key: &Key) {
+        self.last.remove(&(msg_type, key.as_ptr() as usize));
+    }
+
     /// Forgets every baseline (a new connection numbers its streams afresh).
     pub fn reset(&mut self) {
         self.last.clear();
@@ -94,5 +99,11 @@ mod tests {
         assert_eq!(t.check("trade", &a, 6), SeqCheck::InOrder);
         t.reset();
         assert_eq!(t.check("trade", &a, 1), SeqCheck::First);
+        // One key re-baselined: a jump on it is a new start, the others keep theirs.
+        assert_eq!(t.check("book", &b, 10), SeqCheck::First);
+        t.forget("book", &a);
+        t.forget("book", &b);
+        assert_eq!(t.check("book", &b, 50), SeqCheck::First);
+        assert_eq!(t.check("trade", &a, 2), SeqCheck::InOrder);
     }
 }

@@ -290,6 +290,18 @@ pub enum Msg {
         reason: Box<str>,
         raw: Box<str>,
     },
+    /// A maintained book (`books=True`) became invalid: `reason` is "gap", "crossed",
+    /// "disconnected" or "switch"; `book_type` is "book" or "book_l3".
+    BookReset {
+        book_type: &'static str,
+        symbol_id: Key,
+        reason: &'static str,
+    },
+    /// A maintained book became valid from the snapshot just before this event.
+    BookSynced {
+        book_type: &'static str,
+        symbol_id: Key,
+    },
 }
 
 impl Msg {
@@ -319,6 +331,8 @@ impl Msg {
             Msg::Dropped { .. } => "dropped",
             Msg::Switched { .. } => "switched",
             Msg::ParseError { .. } => "parse_error",
+            Msg::BookReset { .. } => "book_reset",
+            Msg::BookSynced { .. } => "book_synced",
         }
     }
 
@@ -346,6 +360,8 @@ impl Msg {
                 | Msg::Dropped { .. }
                 | Msg::Switched { .. }
                 | Msg::ParseError { .. }
+                | Msg::BookReset { .. }
+                | Msg::BookSynced { .. }
         )
     }
 }
