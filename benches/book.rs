@@ -158,7 +158,9 @@ fn bench_sides(c: &mut Criterion) {
 fn bench_store(c: &mut Criterion) {
     const MSGS: usize = 20_000;
     let (bids, asks, ups) = updates(50, MSGS * 2);
-    let syms: Vec<Arc<str>> = (0..20).map(|i| Arc::from(format!("EX_SPOT_A{i}_USD"))).collect();
+    let syms: Vec<Arc<str>> = (0..20)
+        .map(|i| Arc::from(format!("EX_SPOT_A{i}_USD")))
+        .collect();
     let msg = |sym: &Arc<str>, seq: u64, snap: bool, b: Vec<(f64, f64)>, a: Vec<(f64, f64)>| {
         Envelope::event(
             0,

@@ -266,7 +266,13 @@ mod tests {
     fn entries_without_id_are_aggregated_levels() {
         let mut b = L3Book::default();
         b.snapshot(&[e(None, 10.0, 5.0, None)], &[e(None, 11.0, 1.0, None)]);
-        b.update(&[e(None, 10.0, 3.0, None), e(Some("o"), 10.0, 1.0, Some("ADD"))], &[]);
+        b.update(
+            &[
+                e(None, 10.0, 3.0, None),
+                e(Some("o"), 10.0, 1.0, Some("ADD")),
+            ],
+            &[],
+        );
         assert_eq!(b.bids.get(10.0), Some(4.0));
         b.update(&[e(None, 10.0, 0.0, None)], &[]);
         assert_eq!(b.bids.get(10.0), Some(1.0));
@@ -280,10 +286,16 @@ mod tests {
         let mut b = L3Book::default();
         b.snapshot(&[e(Some("a"), 10.0, 1.0, None)], &[]);
         // Growing through SUBTRACT, or reducing an unknown order, is not a reduction.
-        assert_eq!(b.update(&[e(Some("a"), 10.0, 2.0, Some("SUBTRACT"))], &[]), 1);
+        assert_eq!(
+            b.update(&[e(Some("a"), 10.0, 2.0, Some("SUBTRACT"))], &[]),
+            1
+        );
         assert_eq!(b.update(&[e(Some("z"), 10.0, 2.0, Some("MATCH"))], &[]), 1);
         assert_eq!(b.update(&[e(Some("z"), 10.0, 0.0, Some("DELETE"))], &[]), 0);
         assert_eq!(b.bids.get(10.0), Some(1.0));
-        assert_eq!(b.update(&[e(Some("a"), f64::NAN, 1.0, Some("ADD"))], &[]), 1);
+        assert_eq!(
+            b.update(&[e(Some("a"), f64::NAN, 1.0, Some("ADD"))], &[]),
+            1
+        );
     }
 }

@@ -153,12 +153,22 @@ mod tests {
             b.set(p, s);
         }
         let got: Vec<_> = b.iter().copied().collect();
-        assert_eq!(got, vec![(102.0, 2.0), (101.0, 3.0), (100.0, 1.0), (99.0, 4.0)]);
+        assert_eq!(
+            got,
+            vec![(102.0, 2.0), (101.0, 3.0), (100.0, 1.0), (99.0, 4.0)]
+        );
         assert_eq!(b.set(101.0, 0.0), Some(3.0));
-        assert_eq!(b.set(50.0, 0.0), None, "removing an absent level is a no-op");
+        assert_eq!(
+            b.set(50.0, 0.0),
+            None,
+            "removing an absent level is a no-op"
+        );
         assert_eq!(b.set(102.0, 7.0), Some(2.0));
         assert_eq!(b.best(), Some((102.0, 7.0)));
-        assert_eq!(b.top(2).copied().collect::<Vec<_>>(), vec![(102.0, 7.0), (100.0, 1.0)]);
+        assert_eq!(
+            b.top(2).copied().collect::<Vec<_>>(),
+            vec![(102.0, 7.0), (100.0, 1.0)]
+        );
         assert_eq!(b.top(10).len(), 3);
 
         let mut a = Ladder::new(true);
@@ -198,6 +208,9 @@ mod tests {
         let mut a = Ladder::new(true);
         a.set(1.0, 1.0);
         a.replace(&[(3.0, 1.0), (2.0, 0.0), (1.5, 2.0), (3.0, 5.0)]);
-        assert_eq!(a.iter().copied().collect::<Vec<_>>(), vec![(1.5, 2.0), (3.0, 5.0)]);
+        assert_eq!(
+            a.iter().copied().collect::<Vec<_>>(),
+            vec![(1.5, 2.0), (3.0, 5.0)]
+        );
     }
 }

@@ -12,11 +12,10 @@
 //!   right before the crossing message, right after `Disconnected`. An invalid book keeps the
 //!   levels it had; it is valid again after its next snapshot.
 //! - `Switched` (make-before-break): the batch it opens carries the successor's held
-//!   messages, from which the switch already removed what overlaps with the old connection
-//!   and every book update that preceded the successor's own snapshot. A book's next message
-//!   there is a snapshot (it replaces the book) or an update continuing the chain the old
-//!   connection delivered. A valid book without any message by the end of that batch cannot
-//!   be known to continue: `BookReset(reason="switch")` at the end of the batch.
+//!   messages, where each book restarts from the successor's own snapshot (the switch drops
+//!   a book's messages before it and keeps all after it). Such a snapshot replaces the book
+//!   quietly. A valid book with no successor snapshot by the end of that batch, or whose next
+//!   message there is an update, cannot be known to continue: `BookReset(reason="switch")`.
 
 use std::collections::{HashMap, HashSet};
 use std::time::{Duration, Instant};
@@ -232,8 +231,11 @@ impl BookStore {
         env: &Envelope,
         out: &mut Vec<Insert>,
     ) {
-        self.pending_switch.remove(&id);
         let recv_ns = env.recv_ns;
+        if self.pending_switch.remove(&id) && !snapshot {
+            // Not anchored in a snapshot of the new connection.
+            self.reset(&id, "switch", i, recv_ns, true, out);
+        }
         if snapshot {
             let book = self.books.entry(id.clone()).or_insert_with(|| match id.0 {
                 BookType::L2 => AnyBook::L2(L2Book::default()),
@@ -434,11 +436,12 @@ impl ResyncLimiter {
                 self.waiting.push(r);
             }
         }
-        self.per_book
-            .retain(|(t, k), _| still_needed(&Resync {
+        self.per_book.retain(|(t, k), _| {
+            still_needed(&Resync {
                 book_type: *t,
                 symbol_id: k.clone(),
-            }));
+            })
+        });
         self.waiting.retain(&still_needed);
         // A resync whose backoff ran out with the book still invalid goes again.
         for ((t, k), (_, at)) in &self.per_book {
@@ -586,7 +589,15 @@ mod tests {
         s.apply(&mut b);
         assert_eq!(
             types(&b),
-            ["book", "book_synced", "book", "book_synced", "gap", "reset:crossed", "book"]
+            [
+                "book",
+                "book_synced",
+                "book",
+                "book_synced",
+                "gap",
+                "reset:crossed",
+                "book"
+            ]
         );
         assert!(!s.l2("X").expect("X").valid);
         let mut b = vec![Envelope::event(
@@ -609,7 +620,7 @@ mod tests {
     }
 
     #[test]
-    fn switch_keeps_books_that_continue_and_resets_silent_ones() {
+    fn switch_takes_successor_snapshots_and_resets_the_rest() {
         let mut s = BookStore::new();
         let mut b = vec![
             book("A", 1, true, &[(9.0, 1.0)], &[(11.0, 1.0)]),
@@ -629,13 +640,26 @@ mod tests {
             book("B", 90, false, &[(9.0, 2.0)], &[]),
         ];
         s.apply(&mut b);
-        assert_eq!(types(&b), ["switched", "book", "book", "reset:switch"]);
-        assert!(s.l2("A").expect("A").valid);
-        assert_eq!(s.l2("B").expect("B").bids.best(), Some((9.0, 2.0)));
+        assert_eq!(
+            types(&b),
+            ["switched", "book", "reset:switch", "book", "reset:switch"]
+        );
+        let a = s.l2("A").expect("A");
+        assert!(a.valid);
+        assert_eq!((a.sequence, a.bids.best()), (70, Some((9.5, 1.0))));
+        assert_eq!(
+            s.l2("B").expect("B").bids.best(),
+            Some((9.0, 1.0)),
+            "not applied"
+        );
+        assert!(!s.l2("B").expect("B").valid);
         assert!(!s.l2("C").expect("C").valid);
-        let r = s.take_resyncs();
-        assert_eq!(r.len(), 1);
-        assert_eq!(&*r[0].symbol_id, "C");
+        let r: Vec<String> = s
+            .take_resyncs()
+            .iter()
+            .map(|r| r.symbol_id.to_string())
+            .collect();
+        assert_eq!(r, ["B", "C"]);
     }
 
     #[test]
@@ -684,14 +708,21 @@ mod tests {
         };
         let all = |_: &Resync| true;
         let mut l = ResyncLimiter::new(ms(1000), ms(4000), 2, 2, ms(1000));
-        assert_eq!(l.due(t0, vec![r("A"), r("B"), r("C")], all).len(), 2, "burst cap");
+        assert_eq!(
+            l.due(t0, vec![r("A"), r("B"), r("C")], all).len(),
+            2,
+            "burst cap"
+        );
         assert!(l.due(t0 + ms(10), vec![], all).is_empty());
         assert_eq!(l.due(t0 + ms(999), vec![], all).len(), 0);
 
         // Backoff alone (no burst cap in the way): 1 s, then 2 s, then 4 s (the cap).
         let mut l = ResyncLimiter::new(ms(1000), ms(4000), 2, 100, ms(1000));
         assert_eq!(l.due(t0, vec![r("A")], all), vec![r("A")]);
-        assert!(l.due(t0 + ms(999), vec![r("A")], all).is_empty(), "asked again: waits");
+        assert!(
+            l.due(t0 + ms(999), vec![r("A")], all).is_empty(),
+            "asked again: waits"
+        );
         assert_eq!(l.due(t0 + ms(1000), vec![], all), vec![r("A")]);
         assert!(l.due(t0 + ms(2999), vec![], all).is_empty());
         assert_eq!(l.due(t0 + ms(3000), vec![], all), vec![r("A")]);

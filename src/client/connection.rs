@@ -688,8 +688,9 @@ impl Successor {
 }
 
 /// Switches to the successor: delivers its held messages minus the overlap with what the old
-/// connection delivered (and full-book messages before its first snapshot, since a book
-/// restarts from the new connection's snapshot), then a `Switched` event. The reader's
+/// connection delivered, then a `Switched` event. A book (`book`, `book_l3`) restarts from
+/// the new connection's snapshot: its messages before that snapshot are dropped, and from it
+/// on all are kept. The reader's
 /// per-connection state becomes the successor's. `None` if the consumer closed meanwhile.
 async fn switch(
     mut s: Successor,
@@ -707,7 +708,7 @@ async fn switch(
     } = s;
     let held_count = held.len() as u64;
     let mut overlap = 0u64;
-    let mut snapshotted: std::collections::HashSet<crate::model::Key> =
+    let mut snapshotted: std::collections::HashSet<(&'static str, crate::model::Key)> =
         std::collections::HashSet::new();
     let mut out = Vec::with_capacity(held.len() + 1);
     out.push(Envelope::event(
@@ -718,15 +719,27 @@ async fn switch(
         },
     ));
     for e in held {
-        if let Msg::Book(b) = &e.msg {
-            if b.kind == crate::model::BookKind::Full {
-                if b.is_snapshot {
-                    snapshotted.insert(b.symbol_id.clone());
-                } else if !snapshotted.contains(&b.symbol_id) {
-                    overlap += 1;
-                    continue;
-                }
+        // Books restart from the successor's own snapshot: updates before it are dropped, and
+        // from it on the book's messages are kept even where they repeat what the old
+        // connection delivered, since they rebuild the book that snapshot replaces.
+        let book = match &e.msg {
+            Msg::Book(b) if b.kind == crate::model::BookKind::Full => {
+                Some(("book", &b.symbol_id, b.is_snapshot))
             }
+            Msg::BookL3(b) => Some(("book_l3", &b.symbol_id, b.is_snapshot)),
+            _ => None,
+        };
+        if let Some((kind, key, snapshot)) = book {
+            let id = (kind, key.clone());
+            if snapshot {
+                snapshotted.insert(id.clone());
+            }
+            if snapshotted.contains(&id) {
+                out.push(e);
+            } else {
+                overlap += 1;
+            }
+            continue;
         }
         if matches!(e.msg, Msg::Heartbeat) || identity(&e.msg).is_some_and(|id| seen.contains(&id))
         {

@@ -719,9 +719,21 @@ pub fn levels_batch(rows: &[LevelRow<'_>]) -> ArrowBatch {
             sym.done("symbol_id"),
             kind.done("type"),
             side.done("side"),
-            col("level", "L", Values::U64(rows.iter().map(|r| r.level).collect())),
-            col("price", "g", Values::F64(rows.iter().map(|r| r.price).collect())),
-            col("size", "g", Values::F64(rows.iter().map(|r| r.size).collect())),
+            col(
+                "level",
+                "L",
+                Values::U64(rows.iter().map(|r| r.level).collect()),
+            ),
+            col(
+                "price",
+                "g",
+                Values::F64(rows.iter().map(|r| r.price).collect()),
+            ),
+            col(
+                "size",
+                "g",
+                Values::F64(rows.iter().map(|r| r.size).collect()),
+            ),
             col(
                 "sequence",
                 "L",
@@ -732,7 +744,11 @@ pub fn levels_batch(rows: &[LevelRow<'_>]) -> ArrowBatch {
                 TS,
                 Values::I64(rows.iter().map(|r| r.time_exchange).collect()),
             ),
-            col("valid", "b", Values::Bool(rows.iter().map(|r| r.valid).collect())),
+            col(
+                "valid",
+                "b",
+                Values::Bool(rows.iter().map(|r| r.valid).collect()),
+            ),
         ]),
     }
 }

@@ -211,18 +211,21 @@ impl OrderBook {
     }
 
     fn __repr__(&self) -> PyResult<String> {
+        let level = |l: Option<Level>| {
+            l.map_or_else(|| "None".to_owned(), |(p, s)| format!("({p:?}, {s:?})"))
+        };
         self.read(|v| {
             format!(
-                "OrderBook(symbol_id={:?}, type={:?}, valid={}, sequence={}, bids={}, asks={}, \
-                 best_bid={:?}, best_ask={:?})",
+                "OrderBook(symbol_id='{}', type='{}', valid={}, sequence={}, bids={}, asks={}, \
+                 best_bid={}, best_ask={})",
                 &*self.symbol_id,
                 self.book_type.wire(),
                 if v.valid { "True" } else { "False" },
                 v.sequence,
                 v.bids.len(),
                 v.asks.len(),
-                v.bids.best(),
-                v.asks.best()
+                level(v.bids.best()),
+                level(v.asks.best())
             )
         })
     }
@@ -284,13 +287,10 @@ impl Books {
             .into_iter()
             .filter(|r| exact_in_scope(&session, r.book_type, &r.symbol_id))
             .collect();
-        let due = self
-            .limiter
-            .lock()
-            .due(Instant::now(), asked, |r| {
-                !store.is_valid(r.book_type, &r.symbol_id)
-                    && exact_in_scope(&session, r.book_type, &r.symbol_id)
-            });
+        let due = self.limiter.lock().due(Instant::now(), asked, |r| {
+            !store.is_valid(r.book_type, &r.symbol_id)
+                && exact_in_scope(&session, r.book_type, &r.symbol_id)
+        });
         for r in due {
             log::info!(
                 "resynchronising the {} book of {} (out of the scope and back in)",

@@ -27,12 +27,11 @@ use tokio_tungstenite::tungstenite::handshake::server::{
 use tokio_tungstenite::tungstenite::http::StatusCode;
 
 use crate::sim::conn::{ConnInfo, Link, Rec, StreamKind, NONE, NO_KEY};
-use crate::sim::market::{trade_uuid, Event, Kind, Market, Universe};
 pub use crate::sim::market::SimBook;
+use crate::sim::market::{trade_uuid, Event, Kind, Market, Universe};
 
 /// One connection's true books: `(kind, symbol index)` -> `(sequence, book)` in send order.
-pub(crate) type BookRecord =
-    std::collections::HashMap<(u8, u32), Vec<(u64, Arc<SimBook>)>>;
+pub(crate) type BookRecord = std::collections::HashMap<(u8, u32), Vec<(u64, Arc<SimBook>)>>;
 use crate::sim::moment::{Instruments, OrderGen, PriceGen};
 
 pub(crate) mod coinapi;
@@ -579,7 +578,12 @@ impl SimServer {
         connection: Option<usize>,
         sequence: Option<u64>,
     ) -> Option<(u64, Arc<SimBook>)> {
-        let sym = self.shared.universe.symbols.iter().position(|s| s.id == symbol_id)?;
+        let sym = self
+            .shared
+            .universe
+            .symbols
+            .iter()
+            .position(|s| s.id == symbol_id)?;
         let kind = if l3 { Kind::BookL3 } else { Kind::Book } as u8;
         let slots = self.shared.book_records.lock().clone();
         let pick = |slot: &Arc<Mutex<BookRecord>>| -> Option<(u64, Arc<SimBook>)> {
