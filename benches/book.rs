@@ -29,9 +29,14 @@ impl Rng {
     }
 }
 
-/// One side's changes as (ask, price, size): replayed on a model book so every removal hits
-/// a listed level and the depth stays constant.
-fn updates(depth: usize, n: usize) -> (Vec<(f64, f64)>, Vec<(f64, f64)>, Vec<(bool, f64, f64)>) {
+/// A snapshot's levels.
+type Levels = Vec<(f64, f64)>;
+/// Changes as (ask, price, size).
+type Changes = Vec<(bool, f64, f64)>;
+
+/// Bid and ask snapshots, then changes replayed on a model book, so every removal hits a
+/// listed level and the depth stays constant.
+fn updates(depth: usize, n: usize) -> (Levels, Levels, Changes) {
     let mut rng = Rng(0x5EED_0B00C);
     let tick = 0.01;
     let px = |t: i64| t as f64 * tick;

@@ -147,7 +147,7 @@ impl BookStore {
     /// Every book, by type then symbol.
     pub fn all(&self) -> Vec<(BookType, &Key, &AnyBook)> {
         let mut v: Vec<_> = self.books.iter().map(|((t, k), b)| (*t, k, b)).collect();
-        v.sort_by(|a, b| (a.0, &*a.1).cmp(&(b.0, &*b.1)));
+        v.sort_by(|a, b| (a.0, &**a.1).cmp(&(b.0, &**b.1)));
         v
     }
 

@@ -212,6 +212,9 @@ pub(crate) struct Event {
     pub uuid: Option<u128>,
 }
 
+/// One `book_l3` order of the simulator's truth: `(id, price in ticks, size)`.
+pub type SimOrder = (u128, i64, i64);
+
 /// The true state of a `book` / `book_l3` book after one event: prices in ticks, sizes in
 /// 10^-9 units, as the wire renders them.
 #[derive(Clone, Debug, PartialEq)]
@@ -222,7 +225,7 @@ pub struct SimBook {
     pub asks: Vec<(i64, i64)>,
     pub bids: Vec<(i64, i64)>,
     /// `book_l3`: `(id, price ticks, size)` of the bids, then of the asks, best first.
-    pub l3: Option<(Vec<(u128, i64, i64)>, Vec<(u128, i64, i64)>)>,
+    pub l3: Option<(Vec<SimOrder>, Vec<SimOrder>)>,
 }
 
 /// OHLCV periods the generator emits.
