@@ -781,6 +781,7 @@ class Simulator:
         pong_grace: float = 5.0,
         record: bool = True,
         spin_pacing: bool = False,
+        generate: list[str] | None = None,
     ) -> Simulator: ...
     @property
     def url(self) -> str: ...

@@ -393,6 +393,7 @@ def cmd_sim(args: argparse.Namespace) -> int:
         seed=int(args.seed),
         total=None if args.total is None else int(args.total),
         heartbeat_spelling=str(args.heartbeat_spelling),
+        generate=list(args.generate) if args.generate else None,
     ) as sim:
         if args.protocol == "coinapi":
             print(f"coinapi {sim.url}", flush=True)
@@ -571,6 +572,9 @@ def build_parser() -> argparse.ArgumentParser:
     sim.add_argument("--total", type=_non_negative_int, default=None, help="stop after N events")
     sim.add_argument("--heartbeat-spelling", choices=("heartbeat", "hearbeat"), default="heartbeat")
     sim.add_argument("--seconds", type=_positive_float, default=None, help="serve this long")
+    sim.add_argument(
+        "--generate", nargs="+", metavar="TYPE", help="CoinAPI: generate only these types"
+    )
     sim.set_defaults(func=cmd_sim)
 
     stream = sub.add_parser(

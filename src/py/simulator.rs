@@ -236,7 +236,7 @@ impl Simulator {
     #[new]
     #[pyo3(signature = (protocol="coinapi", *, host="127.0.0.1", port=0, rate=10_000, symbols=100,
         seed=0, total=None, ping_interval=None, heartbeat_spelling="heartbeat", api_key=None,
-        faults=None, pong_grace=5.0, record=true, spin_pacing=false))]
+        faults=None, pong_grace=5.0, record=true, spin_pacing=false, generate=None))]
     fn py_new(
         py: Python<'_>,
         protocol: &str,
@@ -253,6 +253,7 @@ impl Simulator {
         pong_grace: f64,
         record: bool,
         spin_pacing: bool,
+        generate: Option<Vec<String>>,
     ) -> PyResult<Self> {
         let sim_protocol = match protocol {
             "coinapi" => SimProtocol::CoinApi,
@@ -299,6 +300,7 @@ impl Simulator {
                 .unwrap_or_default(),
             record,
             spin_pacing,
+            generate,
         };
         let host_owned = host.to_string();
         let server = py

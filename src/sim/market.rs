@@ -664,6 +664,8 @@ pub(crate) struct Market {
     exrate_vals: Vec<i64>,
     next_no: u64,
     changes: Vec<Change>,
+    /// The kinds generated, with their weights (a subset of `MIX`).
+    mix: Vec<(Kind, u64)>,
 }
 
 /// The trade uuid of event `no` under `seed`.
@@ -701,6 +703,20 @@ impl Market {
             exrate_vals,
             next_no: 0,
             changes: Vec::new(),
+            mix: MIX.to_vec(),
+        }
+    }
+
+    /// Generates only the kinds named (wire names); unknown names are ignored, and if none
+    /// is left the whole mix stays.
+    pub(crate) fn only(&mut self, types: &[String]) {
+        let mix: Vec<(Kind, u64)> = MIX
+            .iter()
+            .copied()
+            .filter(|(k, _)| types.iter().any(|t| t == k.name()))
+            .collect();
+        if !mix.is_empty() {
+            self.mix = mix;
         }
     }
 
@@ -708,9 +724,10 @@ impl Market {
     pub(crate) fn next_event(&mut self, now_ns: i64) -> Event {
         let no = self.next_no;
         self.next_no += 1;
-        let mut pick = self.rng.below(10_000);
+        let total: u64 = self.mix.iter().map(|(_, w)| w).sum();
+        let mut pick = self.rng.below(total);
         let mut kind = Kind::Trade;
-        for (k, w) in MIX {
+        for &(k, w) in &self.mix {
             if pick < w {
                 kind = k;
                 break;
@@ -1271,6 +1288,32 @@ mod tests {
         }
         let avg = bytes / n as usize;
         assert!((200..330).contains(&avg), "average size {avg}");
+    }
+
+    #[test]
+    fn a_restricted_mix_generates_only_its_kinds_with_their_truth() {
+        let u = Arc::new(Universe::new(10));
+        let mut m = Market::new(4, u);
+        m.only(&[
+            "book".to_owned(),
+            "book_l3".to_owned(),
+            "nonsense".to_owned(),
+        ]);
+        let mut kinds = std::collections::HashSet::new();
+        for i in 0..2000 {
+            let ev = m.next_event(1_700_000_000_000_000_000 + i);
+            kinds.insert(ev.kind);
+            let book = ev.book.as_ref().expect("book events carry their truth");
+            assert_eq!(book.l3.is_some(), ev.kind == Kind::BookL3);
+            if let (Kind::Book, Some(b), Some(a)) = (ev.kind, book.bids.first(), book.asks.first())
+            {
+                assert!(b.0 < a.0, "the true L2 book never crosses");
+            }
+        }
+        assert_eq!(kinds.len(), 2);
+        let mut all = Market::new(4, Arc::new(Universe::new(10)));
+        all.only(&["nonsense".to_owned()]);
+        assert!((0..500).any(|i| all.next_event(i).kind == Kind::Trade));
     }
 
     #[test]

@@ -157,6 +157,9 @@ pub struct SimConfig {
     /// in one burst; `true` busy-waits one server CPU so each event is generated (and stamped)
     /// at its own due time, for latency measurements that see the client, not the bursts.
     pub spin_pacing: bool,
+    /// CoinAPI: generate only these data types (each keeps its weight in the mix); `None`,
+    /// the whole mix. A load made of one type (say `book`) for benchmarks.
+    pub generate: Option<Vec<String>>,
 }
 
 impl std::fmt::Debug for SimConfig {
@@ -193,6 +196,7 @@ impl Default for SimConfig {
             faults: Faults::default(),
             record: true,
             spin_pacing: false,
+            generate: None,
         }
     }
 }
@@ -495,6 +499,9 @@ impl SimServer {
         match shared.config.protocol {
             SimProtocol::CoinApi => {
                 let mut market = Market::new(seed, shared.universe.clone());
+                if let Some(types) = &shared.config.generate {
+                    market.only(types);
+                }
                 handle.spawn(pump::broadcast(shared.clone(), move |now| {
                     market.next_event(now)
                 }));
