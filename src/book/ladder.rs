@@ -1,9 +1,11 @@
 //! One side of a book: price levels kept sorted with the best level at the end of the vector.
 //!
-//! Chosen by measurement over a `BTreeMap` (benches/book.rs, BENCHMARKS.md "Order books"):
-//! almost every change of a real book is near the touch, and with the best level last such a
-//! change moves only the few levels between it and the end; a top-N read walks the tail of
-//! one contiguous vector, copying nothing.
+//! Measured against a `BTreeMap` side in the same run (benches/book.rs, BENCHMARKS.md "Order
+//! books"): updates tie on books 50 levels deep (9.5 M/s each), a top-10 read is about 6x
+//! faster (25 ns against 145 ns, a contiguous tail, nothing copied), but on books 2 000 deep
+//! the tree applies updates 4x faster, since a level appearing at the far (worst) end shifts
+//! the whole vector. The simulator's and most venues' books are the shallow case; a
+//! double-ended ring (inserts at either end in constant time) is the next thing to measure.
 
 use crate::model::Level;
 
