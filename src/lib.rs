@@ -1,6 +1,7 @@
 //! tickwire's core: a real-time market-data client whose socket, timers, parsing and
 //! bookkeeping run in Rust, handing typed message batches to Python.
 
+pub mod book;
 pub mod client;
 pub mod codec;
 pub mod delivery;

@@ -8,7 +8,7 @@ from types import TracebackType
 from typing import Literal
 
 from . import _core
-from ._core import Batch, ConnectError, Stats, StreamClosed
+from ._core import ArrowBatch, Batch, ConnectError, OrderBook, Stats, StreamClosed
 from ._feeds import CoinAPI, Moment, ReconnectPolicy, check_transport
 
 Overflow = Literal["block", "drop_oldest", "conflate"]
@@ -228,6 +228,18 @@ class Stream:
     def stats(self) -> Stats:
         return self._core.stats()
 
+    def book(self, symbol: str, type: Literal["book", "book_l3"] = "book") -> OrderBook | None:
+        """The maintained order book of ``symbol`` (streams made with ``books=True``).
+
+        ``None`` until the book's first snapshot. The book is a live view: each read shows it
+        as of the batches already returned, never a later state.
+        """
+        return self._core.book(symbol, type)
+
+    def books_to_arrow(self, depth: int = 10) -> ArrowBatch:
+        """The top ``depth`` levels of every maintained book, one row per level."""
+        return self._core.books_to_arrow(depth)
+
     def close(self) -> None:
         """Closes the connection; iterating afterwards raises :class:`StreamClosed`."""
         self._ended = True
@@ -253,6 +265,7 @@ def connect(
     busy_poll: float = 0.0,
     write_timeout: float = 10.0,
     close_timeout: float = 2.0,
+    books: bool = False,
 ) -> Stream:
     """Starts streaming ``feed`` in the background and returns the :class:`Stream`.
 
@@ -262,6 +275,10 @@ def connect(
     It trades a busy CPU for the sleep and wake-up. ``write_timeout`` bounds every send,
     ping and pong flush (a server that stops reading ends the connection); ``close_timeout``
     bounds a close, after which the socket is released anyway.
+
+    ``books=True`` maintains the CoinAPI ``book`` and ``book_l3`` order books in the core
+    (:meth:`Stream.book`), with ``BookReset``/``BookSynced`` events in the batches; the raw
+    book messages are still delivered.
     """
     if not isinstance(feed, (CoinAPI, Moment)):
         raise TypeError(
@@ -321,6 +338,7 @@ def connect(
         write_timeout=write_timeout,
         close_timeout=close_timeout,
         initial_attempts=reconnect.initial_attempts if reconnect is not None else 1,
+        books=books,
     )
     # Each initial attempt: the upgrade and the first frame within connect_timeout each,
     # then a backoff delay.

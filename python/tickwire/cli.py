@@ -332,6 +332,7 @@ def cmd_sim(args: argparse.Namespace) -> int:
             total=None if args.total is None else int(args.total),
             heartbeat_spelling=str(args.heartbeat_spelling),
             api_key=args.api_key,
+            generate=list(args.generate) if args.generate else None,
         )
     except (ValueError, OverflowError) as exc:
         raise UsageError(str(exc)) from None
@@ -679,6 +680,9 @@ def build_parser() -> argparse.ArgumentParser:
         default=None,
         metavar="KEY",
         help="accept only this key (others get HTTP 401, so `stream` exits 3); none by default",
+    )
+    sim.add_argument(
+        "--generate", nargs="+", metavar="TYPE", help="CoinAPI: generate only these types"
     )
     sim.set_defaults(func=cmd_sim)
 

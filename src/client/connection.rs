@@ -62,6 +62,13 @@ fn request(cmd: Option<Command>) -> Request {
         None | Some(Command::Close) => Request::Close,
         Some(Command::Subscribe(s)) => Request::Subscribe(s),
         Some(Command::Unsubscribe(s)) => Request::Unsubscribe(s),
+        Some(Command::Resync {
+            symbol_id,
+            book_type,
+        }) => Request::Resync {
+            symbol_id,
+            book_type,
+        },
     }
 }
 

@@ -26,6 +26,13 @@ pub use connection::wall_ns;
 pub enum Command {
     Subscribe(ScopeChange),
     Unsubscribe(ScopeChange),
+    /// Takes an exact symbol out of the CoinAPI scope and back in, so the server sends fresh
+    /// book snapshots for it; the symbol's `book_type` stream re-baselines its sequence at
+    /// the next snapshot (the numbering may jump across the resubscription).
+    Resync {
+        symbol_id: String,
+        book_type: &'static str,
+    },
     Close,
 }
 
@@ -326,7 +333,8 @@ fn apply_offline(session: &mut Session, cmd: Command) {
     let _ = match cmd {
         Command::Subscribe(s) => session.apply(&s, true),
         Command::Unsubscribe(s) => session.apply(&s, false),
-        Command::Close => Ok(Vec::new()),
+        // A new connection sends every book a snapshot anyway.
+        Command::Resync { .. } | Command::Close => Ok(Vec::new()),
     };
 }
 

@@ -120,7 +120,10 @@ pub fn weight(e: &Envelope) -> usize {
         | Msg::Reconnect(_)
         | Msg::Gap(_)
         | Msg::Stale { .. }
-        | Msg::Switched { .. } => 0,
+        | Msg::Switched { .. }
+        // Made on the consumer's side (books), after the queue; they hold shared keys only.
+        | Msg::BookReset { .. }
+        | Msg::BookSynced { .. } => 0,
     };
     size_of::<Envelope>() + heap + e.raw.as_ref().map_or(0, |r| r.len())
 }

@@ -64,6 +64,12 @@ pub enum OnNotice {
 pub enum Request {
     Subscribe(ScopeChange),
     Unsubscribe(ScopeChange),
+    /// Takes an exact CoinAPI symbol out of the scope and back in, so the server sends fresh
+    /// book snapshots for it; its `book_type` stream re-baselines at the next snapshot.
+    Resync {
+        symbol_id: String,
+        book_type: &'static str,
+    },
     Close,
 }
 
@@ -219,6 +225,9 @@ struct Reader {
     /// The `Gap.key` of the Moment order stream, made once rather than per message.
     orders_key: Key,
     keep_raw: bool,
+    /// Book streams resynchronised by resubscribing: their sequence baselines restart at the
+    /// next snapshot. Bound: one entry per resync in flight (the consumer's limiter paces them).
+    rebase: Vec<(&'static str, Box<str>)>,
 }
 
 impl Reader {
@@ -229,11 +238,33 @@ impl Reader {
             replay,
             orders_key: Key::from("orders"),
             keep_raw,
+            rebase: Vec::new(),
+        }
+    }
+
+    /// The next snapshot of `(book_type, symbol_id)` starts its sequence afresh.
+    fn rebase(&mut self, book_type: &'static str, symbol_id: &str) {
+        if !self
+            .rebase
+            .iter()
+            .any(|(t, s)| *t == book_type && &**s == symbol_id)
+        {
+            self.rebase.push((book_type, symbol_id.into()));
         }
     }
 
     fn check(&mut self, msg: &Msg) -> Option<(&'static str, Key, SeqCheck)> {
         if let Some((kind, key, seq)) = msg.sequence_key() {
+            if !self.rebase.is_empty() && msg.is_book_snapshot() {
+                if let Some(i) = self
+                    .rebase
+                    .iter()
+                    .position(|(t, s)| *t == kind && **s == **key)
+                {
+                    self.rebase.swap_remove(i);
+                    self.sequences.forget(kind, key);
+                }
+            }
             return Some((kind, key.clone(), self.sequences.check(kind, key, seq)));
         }
         if let Msg::OrderEvent(o) = msg {
@@ -832,9 +863,11 @@ impl Machine {
         self.actions.push_back(Action::End(end));
     }
 
-    /// The switch: held messages minus the overlap with what the old connection delivered
-    /// (and full-book messages before their first snapshot, since a book restarts from the
-    /// new connection's snapshot), after a `Switched` event. Made here only.
+    /// The switch: held messages minus the overlap with what the old connection delivered,
+    /// after a `Switched` event. Made here only. A book (`book`, `book_l3`) restarts from the
+    /// new connection's snapshot: its messages before that snapshot are dropped, and from it
+    /// on all are kept, even where they repeat what the old connection delivered, since they
+    /// rebuild the book that snapshot replaces.
     fn switch(&mut self, now: Clock) {
         let Some(s) = self.successor.take() else {
             return;
@@ -848,7 +881,7 @@ impl Machine {
         } = s;
         let held_count = held.len() as u64;
         let mut overlap = 0u64;
-        let mut snapshotted: HashSet<Key> = HashSet::new();
+        let mut snapshotted: HashSet<(&'static str, Key)> = HashSet::new();
         let at = self.batch.len();
         self.batch.push(Envelope::event(
             now.wall_ns,
@@ -859,15 +892,24 @@ impl Machine {
         ));
         let mut passed = false;
         for e in held {
-            if let Msg::Book(b) = &e.msg {
-                if b.kind == BookKind::Full {
-                    if b.is_snapshot {
-                        snapshotted.insert(b.symbol_id.clone());
-                    } else if !snapshotted.contains(&b.symbol_id) {
-                        overlap += 1;
-                        continue;
-                    }
+            let book = match &e.msg {
+                Msg::Book(b) if b.kind == BookKind::Full => {
+                    Some(("book", &b.symbol_id, b.is_snapshot))
                 }
+                Msg::BookL3(b) => Some(("book_l3", &b.symbol_id, b.is_snapshot)),
+                _ => None,
+            };
+            if let Some((kind, key, snapshot)) = book {
+                let id = (kind, key.clone());
+                if snapshot {
+                    snapshotted.insert(id.clone());
+                }
+                if snapshotted.contains(&id) {
+                    self.batch.push(e);
+                } else {
+                    overlap += 1;
+                }
+                continue;
             }
             if matches!(e.msg, Msg::Heartbeat) {
                 overlap += 1;
@@ -1030,6 +1072,20 @@ impl Machine {
             }
             Request::Subscribe(s) => self.session.apply(&s, true),
             Request::Unsubscribe(s) => self.session.apply(&s, false),
+            Request::Resync {
+                symbol_id,
+                book_type,
+            } => {
+                self.reader.rebase(book_type, &symbol_id);
+                let one = ScopeChange::CoinApi(crate::protocol::coinapi::Scope {
+                    symbols: vec![format!("{symbol_id}$")],
+                    ..Default::default()
+                });
+                self.session.apply(&one, false).and_then(|mut out| {
+                    out.extend(self.session.apply(&one, true)?);
+                    Ok(out)
+                })
+            }
         };
         for text in texts.unwrap_or_default() {
             if self.successor.as_ref().is_some_and(|s| s.ready) {

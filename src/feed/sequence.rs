@@ -91,6 +91,13 @@ impl SequenceTracker {
         self.len() == 0
     }
 
+    /// Forgets one key's baseline: its next number is a `First`.
+    pub fn forget(&mut self, msg_type: &'static str, key: &Key) {
+        if let Some((_, table)) = self.tables.iter_mut().find(|(t, _)| *t == msg_type) {
+            table.remove(&**key);
+        }
+    }
+
     /// Forgets every baseline and frees the tables (a new connection numbers its streams
     /// afresh, and may carry far fewer keys).
     pub fn reset(&mut self) {
@@ -132,6 +139,12 @@ mod tests {
         assert_eq!(t.check("trade", &a, 6), SeqCheck::InOrder);
         t.reset();
         assert_eq!(t.check("trade", &a, 1), SeqCheck::First);
+        // One key re-baselined: a jump on it is a new start, the others keep theirs.
+        assert_eq!(t.check("book", &b, 10), SeqCheck::First);
+        t.forget("book", &a);
+        t.forget("book", &b);
+        assert_eq!(t.check("book", &b, 50), SeqCheck::First);
+        assert_eq!(t.check("trade", &a, 2), SeqCheck::InOrder);
     }
 }
 

@@ -309,6 +309,18 @@ pub enum Msg {
         raw: Box<str>,
         count: u64,
     },
+    /// A maintained book (`books=True`) became invalid: `reason` is "gap", "crossed",
+    /// "disconnected" or "switch"; `book_type` is "book" or "book_l3".
+    BookReset {
+        book_type: &'static str,
+        symbol_id: Key,
+        reason: &'static str,
+    },
+    /// A maintained book became valid from the snapshot just before this event.
+    BookSynced {
+        book_type: &'static str,
+        symbol_id: Key,
+    },
 }
 
 impl Msg {
@@ -338,6 +350,17 @@ impl Msg {
             Msg::Dropped { .. } => "dropped",
             Msg::Switched { .. } => "switched",
             Msg::ParseError { .. } => "parse_error",
+            Msg::BookReset { .. } => "book_reset",
+            Msg::BookSynced { .. } => "book_synced",
+        }
+    }
+
+    /// True for a `book` or `book_l3` snapshot (the message that (re)starts a maintained book).
+    pub fn is_book_snapshot(&self) -> bool {
+        match self {
+            Msg::Book(b) => b.is_snapshot,
+            Msg::BookL3(b) => b.is_snapshot,
+            _ => false,
         }
     }
 
@@ -365,6 +388,8 @@ impl Msg {
                 | Msg::Dropped { .. }
                 | Msg::Switched { .. }
                 | Msg::ParseError { .. }
+                | Msg::BookReset { .. }
+                | Msg::BookSynced { .. }
         )
     }
 }

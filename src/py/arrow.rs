@@ -688,3 +688,67 @@ pub fn to_arrow<'py>(py: Python<'py>, items: &[Envelope]) -> PyResult<Bound<'py,
     }
     Ok(out)
 }
+
+/// One level of a maintained book, as `OrderBook.to_arrow` lists it.
+pub struct LevelRow<'a> {
+    pub symbol_id: &'a str,
+    pub book_type: &'static str,
+    pub ask: bool,
+    /// 0 for the best level of its side.
+    pub level: u64,
+    pub price: f64,
+    pub size: f64,
+    pub sequence: u64,
+    pub time_exchange: i64,
+    pub valid: bool,
+}
+
+/// Maintained book levels as one record batch, one row per level.
+pub fn levels_batch(rows: &[LevelRow<'_>]) -> ArrowBatch {
+    let mut sym = Strs::new();
+    let mut kind = Strs::new();
+    let mut side = Strs::new();
+    for r in rows {
+        sym.push(r.symbol_id);
+        kind.push(r.book_type);
+        side.push(if r.ask { "ask" } else { "bid" });
+    }
+    let col = |name, format, values| Column::new(name, format, values);
+    ArrowBatch {
+        table: Table::new(vec![
+            sym.done("symbol_id"),
+            kind.done("type"),
+            side.done("side"),
+            col(
+                "level",
+                "L",
+                Values::U64(rows.iter().map(|r| r.level).collect()),
+            ),
+            col(
+                "price",
+                "g",
+                Values::F64(rows.iter().map(|r| r.price).collect()),
+            ),
+            col(
+                "size",
+                "g",
+                Values::F64(rows.iter().map(|r| r.size).collect()),
+            ),
+            col(
+                "sequence",
+                "L",
+                Values::U64(rows.iter().map(|r| r.sequence).collect()),
+            ),
+            col(
+                "time_exchange",
+                TS,
+                Values::I64(rows.iter().map(|r| r.time_exchange).collect()),
+            ),
+            col(
+                "valid",
+                "b",
+                Values::Bool(rows.iter().map(|r| r.valid).collect()),
+            ),
+        ]),
+    }
+}

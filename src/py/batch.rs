@@ -347,6 +347,34 @@ fn object(py: Python<'_>, e: &Envelope, keys: &mut KeyCache) -> PyResult<Py<PyAn
             },
         )?
         .into_any(),
+        Msg::BookReset {
+            book_type,
+            symbol_id,
+            reason,
+        } => Py::new(
+            py,
+            m::BookReset {
+                type_: s(py, intern!(py, "book_reset")),
+                recv_ns,
+                symbol_id: keys.get(py, &symbol_id),
+                reason: PyString::intern(py, reason).unbind(),
+                book_type: PyString::intern(py, book_type).unbind(),
+            },
+        )?
+        .into_any(),
+        Msg::BookSynced {
+            book_type,
+            symbol_id,
+        } => Py::new(
+            py,
+            m::BookSynced {
+                type_: s(py, intern!(py, "book_synced")),
+                recv_ns,
+                symbol_id: keys.get(py, &symbol_id),
+                book_type: PyString::intern(py, book_type).unbind(),
+            },
+        )?
+        .into_any(),
         Msg::ParseError { reason, raw, count } => Py::new(
             py,
             m::ParseError {

@@ -325,6 +325,10 @@ event_class!(Stale, "Stale", [silence_s: f64]);
 event_class!(Dropped, "Dropped", [count: u64, reason: String]);
 event_class!(Switched, "Switched", [held: u64, overlap_dropped: u64]);
 event_class!(ParseError, "ParseError", [reason: String, raw: String, count: u64]);
+event_class!(BookReset, "BookReset", [
+    symbol_id: Py<PyString>, reason: Py<PyString>, book_type: Py<PyString>,
+]);
+event_class!(BookSynced, "BookSynced", [symbol_id: Py<PyString>, book_type: Py<PyString>]);
 
 /// Every class, for module registration.
 pub fn register(m: &Bound<'_, PyModule>) -> PyResult<()> {
@@ -353,5 +357,7 @@ pub fn register(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_class::<Dropped>()?;
     m.add_class::<Switched>()?;
     m.add_class::<ParseError>()?;
+    m.add_class::<BookReset>()?;
+    m.add_class::<BookSynced>()?;
     Ok(())
 }

@@ -2,6 +2,7 @@
 
 mod arrow;
 mod batch;
+mod book;
 mod errors;
 mod logs;
 mod messages;
@@ -12,6 +13,7 @@ mod stream;
 
 use pyo3::prelude::*;
 
+pub(crate) use book::OrderBook;
 pub(crate) use runtime::{io, server_runtime};
 
 /// How this process runs its streams' I/O: `"inline"` or `"threads"` (`TICKWIRE_IO`).
@@ -30,6 +32,7 @@ pub fn register(m: &Bound<'_, PyModule>) -> PyResult<()> {
     messages::register(m)?;
     m.add_class::<batch::Batch>()?;
     m.add_class::<arrow::ArrowBatch>()?;
+    book::register(m)?;
     stream::register(m)?;
     simulator::register(m)?;
     replay::register(m)?;

@@ -22,6 +22,9 @@ pub struct Faults {
     pub reconnect_notice_after_s: Option<f64>,
     pub reconnect_within_s: f64,
     pub error_after_s: Option<f64>,
+    pub book_drop_every: Option<u64>,
+    pub book_cross_every: Option<u64>,
+    pub book_snapshot_every: Option<u64>,
 }
 
 #[allow(
@@ -33,7 +36,8 @@ impl Faults {
     #[new]
     #[pyo3(signature = (*, gap_every=None, duplicate_every=None, malformed_every=None,
         disconnect_after_s=None, stall_after_s=None, stall_s=None, reconnect_notice_after_s=None,
-        reconnect_within_s=10.0, error_after_s=None))]
+        reconnect_within_s=10.0, error_after_s=None, book_drop_every=None,
+        book_cross_every=None, book_snapshot_every=None))]
     fn py_new(
         gap_every: Option<u64>,
         duplicate_every: Option<u64>,
@@ -44,11 +48,17 @@ impl Faults {
         reconnect_notice_after_s: Option<f64>,
         reconnect_within_s: f64,
         error_after_s: Option<f64>,
+        book_drop_every: Option<u64>,
+        book_cross_every: Option<u64>,
+        book_snapshot_every: Option<u64>,
     ) -> PyResult<Self> {
         for (name, v) in [
             ("gap_every", gap_every),
             ("duplicate_every", duplicate_every),
             ("malformed_every", malformed_every),
+            ("book_drop_every", book_drop_every),
+            ("book_cross_every", book_cross_every),
+            ("book_snapshot_every", book_snapshot_every),
         ] {
             if v == Some(0) {
                 return Err(PyValueError::new_err(format!("{name} must be >= 1")));
@@ -78,6 +88,9 @@ impl Faults {
             reconnect_notice_after_s,
             reconnect_within_s,
             error_after_s,
+            book_drop_every,
+            book_cross_every,
+            book_snapshot_every,
         })
     }
 
@@ -85,7 +98,8 @@ impl Faults {
         format!(
             "Faults(gap_every={:?}, duplicate_every={:?}, malformed_every={:?}, \
              disconnect_after_s={:?}, stall_after_s={:?}, stall_s={:?}, \
-             reconnect_notice_after_s={:?}, reconnect_within_s={}, error_after_s={:?})",
+             reconnect_notice_after_s={:?}, reconnect_within_s={}, error_after_s={:?}, \
+             book_drop_every={:?}, book_cross_every={:?}, book_snapshot_every={:?})",
             self.gap_every,
             self.duplicate_every,
             self.malformed_every,
@@ -94,7 +108,10 @@ impl Faults {
             self.stall_s,
             self.reconnect_notice_after_s,
             self.reconnect_within_s,
-            self.error_after_s
+            self.error_after_s,
+            self.book_drop_every,
+            self.book_cross_every,
+            self.book_snapshot_every
         )
     }
 }
@@ -111,6 +128,58 @@ impl From<&Faults> for SimFaults {
             reconnect_notice_after_s: f.reconnect_notice_after_s,
             reconnect_within_s: f.reconnect_within_s,
             error_after_s: f.error_after_s,
+            book_drop_every: f.book_drop_every,
+            book_cross_every: f.book_cross_every,
+            book_snapshot_every: f.book_snapshot_every,
+        }
+    }
+}
+
+/// The simulator's book as the client's book type, exact as the wire renders it: every value
+/// is a decimal with 9 places (an integer of 10^-9 units, below 2^53), which division by
+/// 10^9 rounds exactly as parsing the decimal does.
+fn true_book(sequence: u64, b: &crate::sim::SimBook) -> crate::book::AnyBook {
+    use crate::book::{AnyBook, L2Book, L3Book};
+    let units = |n: i64| n as f64 / 1e9;
+    let levels = |v: &[(i64, i64)]| {
+        v.iter()
+            .map(|&(px, size)| (units(px * b.tick), units(size)))
+            .collect::<Vec<_>>()
+    };
+    let (bids, asks) = (levels(&b.bids), levels(&b.asks));
+    match &b.l3 {
+        None => {
+            let mut x = L2Book::default();
+            x.snapshot(&bids, &asks);
+            x.sequence = sequence;
+            x.time_exchange = b.time_exchange;
+            x.valid = true;
+            AnyBook::L2(x)
+        }
+        Some((bid_orders, ask_orders)) => {
+            let entries = |v: &[(u128, i64, i64)]| {
+                v.iter()
+                    .map(|&(id, px, size)| {
+                        let mut s = String::with_capacity(36);
+                        crate::sim::fmt::push_uuid(&mut s, id, false);
+                        crate::model::L3Entry {
+                            id: Some(s.into()),
+                            price: units(px * b.tick),
+                            size: units(size),
+                            update_type: None,
+                        }
+                    })
+                    .collect::<Vec<_>>()
+            };
+            let mut x = L3Book::default();
+            x.snapshot(&entries(bid_orders), &entries(ask_orders));
+            // Levels summed in integers, so they are exact rather than float sums.
+            x.bids.replace(&bids);
+            x.asks.replace(&asks);
+            x.sequence = sequence;
+            x.time_exchange = b.time_exchange;
+            x.valid = true;
+            AnyBook::L3(x)
         }
     }
 }
@@ -167,7 +236,7 @@ impl Simulator {
     #[new]
     #[pyo3(signature = (protocol="coinapi", *, host="127.0.0.1", port=0, rate=10_000, symbols=100,
         seed=0, total=None, ping_interval=None, heartbeat_spelling="heartbeat", api_key=None,
-        faults=None, pong_grace=5.0, record=true, spin_pacing=false))]
+        faults=None, pong_grace=5.0, record=true, spin_pacing=false, generate=None))]
     fn py_new(
         py: Python<'_>,
         protocol: &str,
@@ -184,6 +253,7 @@ impl Simulator {
         pong_grace: f64,
         record: bool,
         spin_pacing: bool,
+        generate: Option<Vec<String>>,
     ) -> PyResult<Self> {
         let sim_protocol = match protocol {
             "coinapi" => SimProtocol::CoinApi,
@@ -230,6 +300,7 @@ impl Simulator {
                 .unwrap_or_default(),
             record,
             spin_pacing,
+            generate,
         };
         let host_owned = host.to_string();
         let server = py
@@ -297,6 +368,36 @@ impl Simulator {
                     .collect()
             })
             .collect()
+    }
+
+    /// The simulator's own `book` / `book_l3` book of `symbol_id` as of a message it sent:
+    /// on `connection` (accept order, as `sent()`; default the last connection that sent
+    /// it), at `sequence` (that connection's number; default its last message). `None` if
+    /// no such message was sent (or recording is off).
+    #[pyo3(signature = (symbol_id, r#type="book", *, connection=None, sequence=None))]
+    fn book(
+        &self,
+        symbol_id: &str,
+        r#type: &str,
+        connection: Option<usize>,
+        sequence: Option<u64>,
+    ) -> PyResult<Option<super::OrderBook>> {
+        let l3 = match r#type {
+            "book" => false,
+            "book_l3" => true,
+            other => {
+                return Err(PyValueError::new_err(format!(
+                    "type must be \"book\" or \"book_l3\", not {other:?}"
+                )))
+            }
+        };
+        let guard = self.server.lock();
+        let Some(server) = guard.as_ref() else {
+            return Ok(None);
+        };
+        Ok(server
+            .book(symbol_id, l3, connection, sequence)
+            .map(|(seq, b)| super::OrderBook::fixed(true_book(seq, &b), symbol_id.into())))
     }
 
     fn stats(&self) -> SimStats {

@@ -11,6 +11,7 @@ use pyo3::types::PyDict;
 use tokio::sync::mpsc;
 
 use super::batch::{Batch, KeyCache};
+use super::book::{book_type_of, Books, OrderBook};
 use super::io;
 use super::runtime::InlineIo;
 use crate::client::{self, wall_ns, ClientConfig, Command, OnNotice};
@@ -28,8 +29,11 @@ const SIGNAL_SLICE: Duration = Duration::from_millis(100);
 /// The running stream behind `tickwire.Stream`.
 #[pyclass(frozen, module = "tickwire._core", name = "StreamCore")]
 pub struct StreamCore {
-    /// A copy of the session as opened, to validate scope changes before they are sent.
-    session: Session,
+    /// A copy of the session, kept in step with the scope changes sent, to validate them and
+    /// to tell which books can be resynchronised by resubscribing.
+    session: Arc<Mutex<Session>>,
+    /// `books=True`: the maintained books.
+    books: Option<Arc<Books>>,
     queue: Arc<Queue>,
     commands: mpsc::UnboundedSender<Command>,
     /// The connection's state, written by the stream's task.
@@ -63,6 +67,9 @@ pub struct Stats {
     pub dropped: u64,
     pub parse_errors: u64,
     pub reconnects: u64,
+    /// `books=True`: book updates not applied (before their book's first snapshot, or while
+    /// it was invalid).
+    pub book_updates_dropped: u64,
     /// Seconds since the last frame, `None` before the first.
     pub last_frame_age_s: Option<f64>,
     /// Socket read to consumer, microseconds: `{"p50", "p99", "max"}`.
@@ -227,7 +234,10 @@ impl StreamCore {
     fn answer(&self, py: Python<'_>, pop: Pop) -> PyResult<Py<PyAny>> {
         super::logs::flush(py);
         match pop {
-            Pop::Batch(items) => {
+            Pop::Batch(mut items) => {
+                if let Some(b) = &self.books {
+                    b.apply(&mut items, &self.session, &self.commands);
+                }
                 self.record_latency(&items);
                 Ok(Py::new(py, Batch::new(items, self.keys.clone()))?.into_any())
             }
@@ -259,7 +269,9 @@ impl StreamCore {
         .iter()
         .any(|l| !l.is_empty());
         let change = if coinapi_given
-            || (instruments.is_empty() && !all && matches!(self.session, Session::CoinApi(_)))
+            || (instruments.is_empty()
+                && !all
+                && matches!(*self.session.lock(), Session::CoinApi(_)))
         {
             if !instruments.is_empty() || all {
                 return Err(Error::Config("instruments=/all= are Moment keywords".into()).into());
@@ -281,6 +293,7 @@ impl StreamCore {
         };
         // Validate on a scratch copy: the task keeps the real session.
         self.session
+            .lock()
             .clone()
             .apply(&change, true)
             .map_err(Error::Config)?;
@@ -305,10 +318,19 @@ impl StreamCore {
     fn usable(&self) -> PyResult<()> {
         if self.inherited() {
             return Err(super::errors::StreamClosed::new_err(
-                "the stream was created before fork: streams do not cross os.fork();                  connect again in the child",
+                "the stream was created before fork: streams do not cross os.fork(); \
+                 connect again in the child",
             ));
         }
         Ok(())
+    }
+
+    fn books(&self) -> PyResult<&Books> {
+        self.books.as_deref().ok_or_else(|| {
+            pyo3::exceptions::PyValueError::new_err(
+                "books are maintained only for streams made with books=True",
+            )
+        })
     }
 
     fn send(&self, cmd: Command) -> PyResult<()> {
@@ -335,7 +357,7 @@ impl StreamCore {
         heartbeat_timeout, ping_timeout, connect_timeout, reconnect, compression,
         max_message_size, ca_file, keep_raw, busy_poll=0.0,
         queue_bytes=crate::delivery::queue::DEFAULT_MAX_BYTES, write_timeout=10.0,
-        close_timeout=2.0, initial_attempts=3))]
+        close_timeout=2.0, initial_attempts=3, books=false))]
     fn py_new(
         url: &str,
         protocol: &str,
@@ -371,6 +393,7 @@ impl StreamCore {
         write_timeout: f64,
         close_timeout: f64,
         initial_attempts: u32,
+        books: bool,
     ) -> PyResult<Self> {
         let busy_poll = match busy_poll {
             0.0 => Duration::ZERO,
@@ -494,7 +517,8 @@ impl StreamCore {
         Python::attach(super::logs::sync_level);
         let (commands, status) = client::spawn(io().handle(), config, queue.clone(), id);
         Ok(StreamCore {
-            session,
+            session: Arc::new(Mutex::new(session)),
+            books: books.then(|| Arc::new(Books::new())),
             queue,
             commands,
             status,
@@ -589,10 +613,20 @@ impl StreamCore {
         });
         let queue = self.queue.clone();
         let keys = self.keys.clone();
+        let (books, session, commands) = (
+            self.books.clone(),
+            self.session.clone(),
+            self.commands.clone(),
+        );
         pyo3_async_runtimes::tokio::future_into_py(py, async move {
             let pop = queue.pop_async().await;
             Python::attach(|py| match pop {
-                Pop::Batch(items) => Ok(Py::new(py, Batch::new(items, keys))?.into_any()),
+                Pop::Batch(mut items) => {
+                    if let Some(b) = &books {
+                        b.apply(&mut items, &session, &commands);
+                    }
+                    Ok(Py::new(py, Batch::new(items, keys))?.into_any())
+                }
                 Pop::End(StreamEnd::Finished) | Pop::Empty => {
                     Ok(false.into_pyobject(py)?.to_owned().into_any().unbind())
                 }
@@ -672,6 +706,7 @@ impl StreamCore {
             dropped: s.dropped,
             parse_errors: s.parse_errors,
             reconnects: s.reconnects,
+            book_updates_dropped: self.books.as_ref().map_or(0, |b| b.dropped_updates()),
             last_frame_age_s: (s.last_frame_ns > 0)
                 .then(|| (wall_ns() - s.last_frame_ns) as f64 / 1e9),
             latency_us: lat.unbind(),
@@ -703,11 +738,26 @@ impl StreamCore {
             instruments,
             all,
         )?;
+        // The mirror follows what the task will apply, in the same order.
+        let _ = self.session.lock().apply(&change, add);
         self.send(if add {
             Command::Subscribe(change)
         } else {
             Command::Unsubscribe(change)
         })
+    }
+
+    /// The maintained book of `symbol_id` (`books=True`): `None` before its first snapshot.
+    #[pyo3(signature = (symbol_id, r#type="book"))]
+    fn book(&self, symbol_id: &str, r#type: &str) -> PyResult<Option<OrderBook>> {
+        let t = book_type_of(r#type)?;
+        Ok(self.books()?.book(symbol_id, t))
+    }
+
+    /// The top `depth` levels of every maintained book, one row per level.
+    #[pyo3(signature = (depth=10))]
+    fn books_to_arrow(&self, depth: usize) -> PyResult<super::arrow::ArrowBatch> {
+        Ok(self.books()?.to_arrow(depth))
     }
 
     /// Closes the connection and discards what is queued; idempotent.

@@ -342,6 +342,11 @@ pub(crate) struct CompiledScope {
 }
 
 impl CompiledScope {
+    /// Whether this scope receives `kind` (a symbol-based type) for symbol index `sym`.
+    pub(crate) fn matches_symbol(&self, kind: Kind, sym: usize) -> bool {
+        self.types & kind.bit() != 0 && self.sym_ok.get(sym).copied().unwrap_or(false)
+    }
+
     /// Whether this scope receives the event.
     pub(crate) fn matches(&self, ev: &Event) -> bool {
         let key = ev.key as usize;
@@ -457,13 +462,28 @@ impl Renderer {
 
     /// Renders `ev` into `out` (cleared first); `gap` skips one sequence number first.
     /// Returns the sequence number sent, if the type has one.
+    #[cfg(test)]
     pub(crate) fn render(&mut self, ev: &Event, gap: bool, out: &mut String) -> Option<u64> {
-        out.clear();
-        out.push_str(&ev.head);
-        if !ev.kind.coinapi_sequenced() {
-            out.push_str(&ev.tail);
-            return None;
+        self.render_as(ev, gap, false, out)
+    }
+
+    fn book_last(&mut self, ev: &Event) -> Option<&mut Option<u64>> {
+        match ev.kind {
+            Kind::Book => self.book_last.get_mut(ev.key as usize),
+            Kind::BookL3 => self.l3_last.get_mut(ev.key as usize),
+            _ => None,
         }
+    }
+
+    /// Whether `ev` (a `book`/`book_l3` event) would go out as an update on this connection.
+    pub(crate) fn continues(&mut self, ev: &Event) -> bool {
+        let prev = ev.prev;
+        self.book_last(ev)
+            .is_some_and(|last| last.is_some() && *last == prev)
+    }
+
+    /// The sequence slot of `ev`, started if new.
+    fn next_seq(&mut self, ev: &Event) -> Option<&mut u64> {
         let slot = ev.kind as usize * self.nkeys + ev.key as usize;
         let salt = self.salt;
         let next = self.next_seq.get_mut(slot)?;
@@ -471,6 +491,78 @@ impl Renderer {
             // A random-looking start per key and connection, as the real feed's counters are.
             *next = 1000 + mix64(salt ^ mix64(slot as u64)) % 9_000_000;
         }
+        Some(next)
+    }
+
+    /// Loses `ev` (a book update): its number is used and the book moves on without it.
+    pub(crate) fn skip(&mut self, ev: &Event) {
+        if let Some(next) = self.next_seq(ev) {
+            *next += 1;
+        }
+        if let Some(last) = self.book_last(ev) {
+            *last = Some(ev.no);
+        }
+    }
+
+    /// Renders a bogus update of `ev`'s book, with a number of its own, that crosses it: a
+    /// bid at the best ask. `None` when the book has no ask.
+    pub(crate) fn render_cross(&mut self, ev: &Event, out: &mut String) -> Option<u64> {
+        let book = ev.book.as_ref()?;
+        let &(px, _) = book.asks.first()?;
+        let times = ev.tail.split(",\"is_snapshot\"").next()?.to_owned();
+        let next = self.next_seq(ev)?;
+        let seq = *next;
+        *next += 1;
+        out.clear();
+        out.push_str(&ev.head);
+        push_u64(out, seq);
+        out.push_str(&times);
+        out.push_str(",\"is_snapshot\":false,\"asks\":[],\"bids\":[{");
+        if ev.kind == Kind::BookL3 {
+            out.push_str("\"id\":\"");
+            crate::sim::fmt::push_uuid(out, u128::from(ev.no) << 64 | 0xC055, false);
+            out.push_str("\",");
+        }
+        out.push_str("\"price\":");
+        crate::sim::fmt::push_fixed(out, px * book.tick, 9);
+        out.push_str(",\"size\":1.000000000");
+        if ev.kind == Kind::BookL3 {
+            out.push_str(",\"update_type\":\"ADD\"");
+        }
+        out.push_str("}]}");
+        Some(seq)
+    }
+
+    /// A scope change: a book stream the connection newly receives starts with a snapshot,
+    /// as a fresh subscription does.
+    pub(crate) fn rescope(&mut self, old: Option<&CompiledScope>, new: &CompiledScope) {
+        for (kind, last) in [
+            (Kind::Book, &mut self.book_last),
+            (Kind::BookL3, &mut self.l3_last),
+        ] {
+            for (i, l) in last.iter_mut().enumerate() {
+                if !old.is_some_and(|o| o.matches_symbol(kind, i)) && new.matches_symbol(kind, i) {
+                    *l = None;
+                }
+            }
+        }
+    }
+
+    /// [`Renderer::render`], sending a book update as a snapshot when `snapshot` is set.
+    pub(crate) fn render_as(
+        &mut self,
+        ev: &Event,
+        gap: bool,
+        snapshot: bool,
+        out: &mut String,
+    ) -> Option<u64> {
+        out.clear();
+        out.push_str(&ev.head);
+        if !ev.kind.coinapi_sequenced() {
+            out.push_str(&ev.tail);
+            return None;
+        }
+        let next = self.next_seq(ev)?;
         if gap {
             *next += 1;
         }
@@ -484,7 +576,7 @@ impl Renderer {
         };
         match (last, &ev.snapshot_tail) {
             (Some(last), Some(snap)) => {
-                let continues = last.is_some() && *last == ev.prev;
+                let continues = !snapshot && last.is_some() && *last == ev.prev;
                 *last = Some(ev.no);
                 out.push_str(if continues { &ev.tail } else { snap });
             }
@@ -631,6 +723,7 @@ mod tests {
             head: String::new(),
             tail: String::new(),
             snapshot_tail: None,
+            book: None,
             prev: None,
             fixed_seq: None,
             uuid: None,

@@ -22,7 +22,7 @@ use tokio_tungstenite::tungstenite::Message;
 use tokio_tungstenite::WebSocketStream;
 
 use crate::sim::coinapi::{self, CompiledScope};
-use crate::sim::faults::{CountFaults, FaultPlan, Timed};
+use crate::sim::faults::{BookFault, CountFaults, FaultPlan, Timed};
 use crate::sim::fmt::{push_fixed, push_ts, wall_ns};
 use crate::sim::market::{Event, Kind};
 use crate::sim::moment::{self, PriceScope};
@@ -272,6 +272,7 @@ pub(crate) async fn serve(shared: Arc<Shared>, ws: Ws, info: ConnInfo) {
     let cfg = &shared.config;
     let id = shared.open_record_slot();
     let recs = shared.record_slot(id);
+    let books = shared.book_slot(id);
     let (sink, stream) = ws.split();
     let (ctrl_tx, ctrl_rx) = mpsc::unbounded_channel();
     let (stall_tx, stall_rx) = watch::channel(false);
@@ -329,6 +330,7 @@ pub(crate) async fn serve(shared: Arc<Shared>, ws: Ws, info: ConnInfo) {
         counts: CountFaults::new(&cfg.faults),
         plan: FaultPlan::new(&cfg.faults, id == 0),
         recs,
+        books,
         local: Vec::new(),
         pending_done: 0,
         pending_msgs: 0,
@@ -358,6 +360,8 @@ struct Writer {
     counts: CountFaults,
     plan: FaultPlan,
     recs: Arc<Mutex<Vec<Rec>>>,
+    /// The true book after each book message sent (when recording).
+    books: Arc<Mutex<crate::sim::BookRecord>>,
     local: Vec<Rec>,
     /// Events handled since the last flush (added to `link.done` after it).
     pending_done: u64,
@@ -610,8 +614,30 @@ impl Writer {
         }
         let f = self.counts.next();
         let mut buf = String::with_capacity(ev.head.len() + ev.tail.len() + 24);
+        let mut cross: Option<(String, u64)> = None;
         let (seq, key) = match &mut self.render {
-            Render::Coin(r) => (r.render(ev, f.gap, &mut buf), ev.rec_key),
+            Render::Coin(r) => {
+                // Book faults act on updates only: a lost or forced snapshot would leave
+                // nothing to resynchronise from.
+                let fault = if matches!(ev.kind, Kind::Book | Kind::BookL3) && r.continues(ev) {
+                    self.counts.next_book()
+                } else {
+                    BookFault::None
+                };
+                match fault {
+                    BookFault::Drop => {
+                        r.skip(ev);
+                        return Ok(());
+                    }
+                    BookFault::Cross => {
+                        let mut x = String::new();
+                        cross = r.render_cross(ev, &mut x).map(|s| (x, s));
+                    }
+                    BookFault::Snapshot | BookFault::None => {}
+                }
+                let snapshot = fault == BookFault::Snapshot;
+                (r.render_as(ev, f.gap, snapshot, &mut buf), ev.rec_key)
+            }
             Render::Prices => {
                 let key = match &self.scope {
                     LinkScope::Prices(p) => moment::render_price(ev, p, &mut buf),
@@ -632,6 +658,10 @@ impl Writer {
         };
         // Recorded once written into the socket's buffer: a write interrupted before that
         // (a terminal fault on a blocked socket) sends nothing and records nothing.
+        if let Some((text, s)) = cross {
+            self.feed_text(text).await?;
+            self.record(ev.kind, key, Some(s), None);
+        }
         if f.malformed {
             let cut = (buf.len() / 2).max(1);
             let broken = buf.get(..cut).unwrap_or("{").to_owned();
@@ -645,6 +675,13 @@ impl Writer {
         }
         self.feed_text(buf).await?;
         self.record(ev.kind, key, seq, uuid_ev);
+        if let (Some(seq), Some(book), true) = (seq, &ev.book, self.shared.config.record) {
+            self.books
+                .lock()
+                .entry((ev.kind as u8, ev.key))
+                .or_default()
+                .push((seq, book.clone()));
+        }
         Ok(())
     }
 
@@ -671,6 +708,13 @@ impl Writer {
             } => {
                 if let Some(reply) = reply {
                     self.text(reply).await?;
+                }
+                if let (Render::Coin(r), LinkScope::Coin(new)) = (&mut self.render, &scope) {
+                    let old = match &self.scope {
+                        LinkScope::Coin(o) => Some(&**o),
+                        _ => None,
+                    };
+                    r.rescope(old, new);
                 }
                 *self.link.scope.write() = scope.clone();
                 self.scope = scope;

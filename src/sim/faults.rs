@@ -16,10 +16,28 @@ pub(crate) struct MessageFaults {
     pub malformed: bool,
 }
 
+/// What to do with one `book`/`book_l3` update.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub(crate) enum BookFault {
+    #[default]
+    None,
+    /// Do not send it; skip its sequence number.
+    Drop,
+    /// Send a crossing update first.
+    Cross,
+    /// Send it as a snapshot.
+    Snapshot,
+}
+
 /// Count-based faults, counted in one connection's data messages.
 #[derive(Clone, Debug, Default)]
 pub(crate) struct CountFaults {
     n: u64,
+    /// `book`/`book_l3` updates counted so far.
+    books: u64,
+    book_drop: Option<u64>,
+    book_cross: Option<u64>,
+    book_snapshot: Option<u64>,
     gap: Option<u64>,
     duplicate: Option<u64>,
     malformed: Option<u64>,
@@ -33,9 +51,29 @@ impl CountFaults {
     pub(crate) fn new(f: &Faults) -> Self {
         Self {
             n: 0,
+            books: 0,
+            book_drop: f.book_drop_every,
+            book_cross: f.book_cross_every,
+            book_snapshot: f.book_snapshot_every,
             gap: f.gap_every,
             duplicate: f.duplicate_every,
             malformed: f.malformed_every,
+        }
+    }
+
+    /// The fault for the next `book`/`book_l3` update (drop first, then cross, then
+    /// snapshot, when one update is due for more than one).
+    pub(crate) fn next_book(&mut self) -> BookFault {
+        self.books += 1;
+        let n = self.books;
+        if every(n, self.book_drop) {
+            BookFault::Drop
+        } else if every(n, self.book_cross) {
+            BookFault::Cross
+        } else if every(n, self.book_snapshot) {
+            BookFault::Snapshot
+        } else {
+            BookFault::None
         }
     }
 

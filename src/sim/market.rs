@@ -201,6 +201,8 @@ pub(crate) struct Event {
     pub tail: String,
     /// `book`/`book_l3`: the tail of the snapshot rendering of the state after this event.
     pub snapshot_tail: Option<String>,
+    /// `book`/`book_l3`: the book after this event, as the simulator's own truth.
+    pub book: Option<Arc<SimBook>>,
     /// `book`/`book_l3`: the previous event number of the same stream for this symbol, so a
     /// connection that did not see that one sends a snapshot instead of an update.
     pub prev: Option<u64>,
@@ -208,6 +210,22 @@ pub(crate) struct Event {
     pub fixed_seq: Option<u64>,
     /// The trade uuid (upper-case UUIDv4 bits), if any.
     pub uuid: Option<u128>,
+}
+
+/// One `book_l3` order of the simulator's truth: `(id, price in ticks, size)`.
+pub type SimOrder = (u128, i64, i64);
+
+/// The true state of a `book` / `book_l3` book after one event: prices in ticks, sizes in
+/// 10^-9 units, as the wire renders them.
+#[derive(Clone, Debug, PartialEq)]
+pub struct SimBook {
+    pub tick: i64,
+    pub time_exchange: i64,
+    /// Best first. L3: the orders' levels are summed from `l3`.
+    pub asks: Vec<(i64, i64)>,
+    pub bids: Vec<(i64, i64)>,
+    /// `book_l3`: `(id, price ticks, size)` of the bids, then of the asks, best first.
+    pub l3: Option<(Vec<SimOrder>, Vec<SimOrder>)>,
 }
 
 /// OHLCV periods the generator emits.
@@ -646,6 +664,8 @@ pub(crate) struct Market {
     exrate_vals: Vec<i64>,
     next_no: u64,
     changes: Vec<Change>,
+    /// The kinds generated, with their weights (a subset of `MIX`).
+    mix: Vec<(Kind, u64)>,
 }
 
 /// The trade uuid of event `no` under `seed`.
@@ -683,6 +703,20 @@ impl Market {
             exrate_vals,
             next_no: 0,
             changes: Vec::new(),
+            mix: MIX.to_vec(),
+        }
+    }
+
+    /// Generates only the kinds named (wire names); unknown names are ignored, and if none
+    /// is left the whole mix stays.
+    pub(crate) fn only(&mut self, types: &[String]) {
+        let mix: Vec<(Kind, u64)> = MIX
+            .iter()
+            .copied()
+            .filter(|(k, _)| types.iter().any(|t| t == k.name()))
+            .collect();
+        if !mix.is_empty() {
+            self.mix = mix;
         }
     }
 
@@ -690,9 +724,10 @@ impl Market {
     pub(crate) fn next_event(&mut self, now_ns: i64) -> Event {
         let no = self.next_no;
         self.next_no += 1;
-        let mut pick = self.rng.below(10_000);
+        let total: u64 = self.mix.iter().map(|(_, w)| w).sum();
+        let mut pick = self.rng.below(total);
         let mut kind = Kind::Trade;
-        for (k, w) in MIX {
+        for &(k, w) in &self.mix {
             if pick < w {
                 kind = k;
                 break;
@@ -723,14 +758,17 @@ impl Market {
         h
     }
 
-    fn times(&mut self, out: &mut String, now_ns: i64) {
+    fn times(&mut self, out: &mut String, now_ns: i64) -> i64 {
         // Exchange time precedes CoinAPI receive time by a little network latency.
         let lat = self.rng.range(300_000, 40_000_000) as i64;
+        // The wire keeps 100 ns (7 digits): the truth is what the wire says.
+        let exchange = (now_ns - lat).div_euclid(100) * 100;
         out.push_str(",\"time_exchange\":\"");
         push_ts(out, now_ns - lat, 7);
         out.push_str("\",\"time_coinapi\":\"");
         push_ts(out, now_ns, 7);
         out.push('"');
+        exchange
     }
 
     fn event(&self, no: u64, kind: Kind, key: usize, head: String, tail: String) -> Event {
@@ -743,6 +781,7 @@ impl Market {
             head,
             tail,
             snapshot_tail: None,
+            book: None,
             prev: None,
             fixed_seq: None,
             uuid: None,
@@ -794,7 +833,8 @@ impl Market {
         } else {
             240
         });
-        self.times(&mut tail, now_ns);
+        let time_exchange = self.times(&mut tail, now_ns);
+        let mut book = None;
         let mut changes = std::mem::take(&mut self.changes);
         changes.clear();
         let mut ev_uuid = None;
@@ -883,6 +923,13 @@ impl Market {
                 snap.push('}');
                 snapshot_tail = Some(snap);
                 prev = st.last_book.replace(no);
+                book = Some(Arc::new(SimBook {
+                    tick,
+                    time_exchange,
+                    asks: st.l2.asks.clone(),
+                    bids: st.l2.bids.clone(),
+                    l3: None,
+                }));
             }
             Kind::BookL3 => {
                 let (snap, upd) = self.l3_event(s, tick);
@@ -891,6 +938,27 @@ impl Market {
                 snap_tail.push_str(&snap);
                 snapshot_tail = Some(snap_tail);
                 prev = self.syms[s].last_l3.replace(no);
+                if let Some(l3) = &self.syms[s].l3 {
+                    let orders =
+                        |v: &[L3Order]| v.iter().map(|o| (o.id, o.px, o.size)).collect::<Vec<_>>();
+                    let levels = |v: &[L3Order]| {
+                        let mut out: Vec<(i64, i64)> = Vec::new();
+                        for o in v {
+                            match out.last_mut() {
+                                Some(l) if l.0 == o.px => l.1 += o.size,
+                                _ => out.push((o.px, o.size)),
+                            }
+                        }
+                        out
+                    };
+                    book = Some(Arc::new(SimBook {
+                        tick,
+                        time_exchange,
+                        asks: levels(&l3.asks),
+                        bids: levels(&l3.bids),
+                        l3: Some((orders(&l3.bids), orders(&l3.asks))),
+                    }));
+                }
             }
             Kind::Ohlcv => {
                 let p = self.rng.below(PERIODS.len() as u64) as usize;
@@ -906,6 +974,7 @@ impl Market {
         let mut ev = self.event(no, kind, s, head, tail);
         ev.uuid = ev_uuid;
         ev.snapshot_tail = snapshot_tail;
+        ev.book = book;
         ev.prev = prev;
         ev.period = period;
         ev
@@ -1219,6 +1288,32 @@ mod tests {
         }
         let avg = bytes / n as usize;
         assert!((200..330).contains(&avg), "average size {avg}");
+    }
+
+    #[test]
+    fn a_restricted_mix_generates_only_its_kinds_with_their_truth() {
+        let u = Arc::new(Universe::new(10));
+        let mut m = Market::new(4, u);
+        m.only(&[
+            "book".to_owned(),
+            "book_l3".to_owned(),
+            "nonsense".to_owned(),
+        ]);
+        let mut kinds = std::collections::HashSet::new();
+        for i in 0..2000 {
+            let ev = m.next_event(1_700_000_000_000_000_000 + i);
+            kinds.insert(ev.kind);
+            let book = ev.book.as_ref().expect("book events carry their truth");
+            assert_eq!(book.l3.is_some(), ev.kind == Kind::BookL3);
+            if let (Kind::Book, Some(b), Some(a)) = (ev.kind, book.bids.first(), book.asks.first())
+            {
+                assert!(b.0 < a.0, "the true L2 book never crosses");
+            }
+        }
+        assert_eq!(kinds.len(), 2);
+        let mut all = Market::new(4, Arc::new(Universe::new(10)));
+        all.only(&["nonsense".to_owned()]);
+        assert!((0..500).any(|i| all.next_event(i).kind == Kind::Trade));
     }
 
     #[test]

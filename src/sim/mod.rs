@@ -27,7 +27,11 @@ use tokio_tungstenite::tungstenite::handshake::server::{
 use tokio_tungstenite::tungstenite::http::StatusCode;
 
 use crate::sim::conn::{ConnInfo, Link, Rec, StreamKind, NONE, NO_KEY};
+pub use crate::sim::market::SimBook;
 use crate::sim::market::{trade_uuid, Event, Kind, Market, Universe};
+
+/// One connection's true books: `(kind, symbol index)` -> `(sequence, book)` in send order.
+pub(crate) type BookRecord = std::collections::HashMap<(u8, u32), Vec<(u64, Arc<SimBook>)>>;
 use crate::sim::moment::{Instruments, OrderGen, PriceGen};
 
 pub(crate) mod coinapi;
@@ -91,6 +95,14 @@ pub struct Faults {
     pub reconnect_within_s: f64,
     /// Send an `error` message and close after this many seconds.
     pub error_after_s: Option<f64>,
+    /// Every Nth `book`/`book_l3` update of a connection is not sent at all: a real change
+    /// lost, its sequence number skipped (the simulator's own book still has it).
+    pub book_drop_every: Option<u64>,
+    /// Every Nth `book`/`book_l3` update is preceded by a bogus update, with a sequence
+    /// number of its own, that crosses the book (a bid at the best ask).
+    pub book_cross_every: Option<u64>,
+    /// Every Nth `book`/`book_l3` update is sent as a snapshot of the book instead.
+    pub book_snapshot_every: Option<u64>,
 }
 
 impl Default for Faults {
@@ -105,6 +117,9 @@ impl Default for Faults {
             reconnect_notice_after_s: None,
             reconnect_within_s: 10.0,
             error_after_s: None,
+            book_drop_every: None,
+            book_cross_every: None,
+            book_snapshot_every: None,
         }
     }
 }
@@ -142,6 +157,9 @@ pub struct SimConfig {
     /// in one burst; `true` busy-waits one server CPU so each event is generated (and stamped)
     /// at its own due time, for latency measurements that see the client, not the bursts.
     pub spin_pacing: bool,
+    /// CoinAPI: generate only these data types (each keeps its weight in the mix); `None`,
+    /// the whole mix. A load made of one type (say `book`) for benchmarks.
+    pub generate: Option<Vec<String>>,
 }
 
 impl std::fmt::Debug for SimConfig {
@@ -178,6 +196,7 @@ impl Default for SimConfig {
             faults: Faults::default(),
             record: true,
             spin_pacing: false,
+            generate: None,
         }
     }
 }
@@ -243,6 +262,9 @@ pub(crate) struct Shared {
     /// Record key table (see `Universe::keys`, `Instruments::keys`; order ids are appended).
     keys: RwLock<Vec<Arc<str>>>,
     records: Mutex<Vec<Arc<Mutex<Vec<Rec>>>>>,
+    /// Per connection (accept order), when recording: the true book after each `book` /
+    /// `book_l3` message sent, by (kind, symbol), with its sequence.
+    book_records: Mutex<Vec<Arc<Mutex<BookRecord>>>>,
     links: Mutex<Vec<Arc<Link>>>,
     pub links_version: AtomicU64,
     broadcast_start: watch::Sender<bool>,
@@ -277,6 +299,7 @@ impl Shared {
             instruments,
             keys: RwLock::new(keys),
             records: Mutex::new(Vec::new()),
+            book_records: Mutex::new(Vec::new()),
             links: Mutex::new(Vec::new()),
             links_version: AtomicU64::new(0),
             broadcast_start: watch::Sender::new(false),
@@ -328,6 +351,7 @@ impl Shared {
     pub(crate) fn open_record_slot(&self) -> usize {
         let mut r = self.records.lock();
         r.push(Arc::new(Mutex::new(Vec::new())));
+        self.book_records.lock().push(Arc::default());
         self.connections.fetch_add(1, Ordering::Relaxed);
         self.open_connections.fetch_add(1, Ordering::Relaxed);
         r.len() - 1
@@ -335,6 +359,10 @@ impl Shared {
 
     pub(crate) fn record_slot(&self, id: usize) -> Arc<Mutex<Vec<Rec>>> {
         self.records.lock()[id].clone()
+    }
+
+    pub(crate) fn book_slot(&self, id: usize) -> Arc<Mutex<BookRecord>> {
+        self.book_records.lock()[id].clone()
     }
 
     pub(crate) fn add_link(&self, link: Arc<Link>) {
@@ -471,6 +499,9 @@ impl SimServer {
         match shared.config.protocol {
             SimProtocol::CoinApi => {
                 let mut market = Market::new(seed, shared.universe.clone());
+                if let Some(types) = &shared.config.generate {
+                    market.only(types);
+                }
                 handle.spawn(pump::broadcast(shared.clone(), move |now| {
                     market.next_event(now)
                 }));
@@ -541,6 +572,42 @@ impl SimServer {
                     .collect()
             })
             .collect()
+    }
+
+    /// The simulator's true `book` (or `book_l3`, with `l3`) book of `symbol_id` as of a
+    /// message it sent: on `connection` (accept order; default the last one that sent this
+    /// book), at `sequence` (default its last message). Needs recording (`record`, on by
+    /// default). Returns the message's sequence and the book.
+    pub fn book(
+        &self,
+        symbol_id: &str,
+        l3: bool,
+        connection: Option<usize>,
+        sequence: Option<u64>,
+    ) -> Option<(u64, Arc<SimBook>)> {
+        let sym = self
+            .shared
+            .universe
+            .symbols
+            .iter()
+            .position(|s| s.id == symbol_id)?;
+        let kind = if l3 { Kind::BookL3 } else { Kind::Book } as u8;
+        let slots = self.shared.book_records.lock().clone();
+        let pick = |slot: &Arc<Mutex<BookRecord>>| -> Option<(u64, Arc<SimBook>)> {
+            let rec = slot.lock();
+            let hist = rec.get(&(kind, u32::try_from(sym).ok()?))?;
+            match sequence {
+                None => hist.last().cloned(),
+                Some(q) => hist
+                    .binary_search_by_key(&q, |(s, _)| *s)
+                    .ok()
+                    .map(|i| hist[i].clone()),
+            }
+        };
+        match connection {
+            Some(c) => pick(slots.get(c)?),
+            None => slots.iter().rev().find_map(pick),
+        }
     }
 
     /// Current counters.

@@ -1,0 +1,218 @@
+//! One side of a book: price levels kept sorted with the best level at the end of the vector.
+//!
+//! Measured against a `BTreeMap` side in the same run (benches/book.rs, BENCHMARKS.md "Order
+//! books"): updates tie on books 50 levels deep (9.5 M/s each), a top-10 read is about 6x
+//! faster (25 ns against 145 ns, a contiguous tail, nothing copied), but on books 2 000 deep
+//! the tree applies updates 4x faster, since a level appearing at the far (worst) end shifts
+//! the whole vector. The simulator's and most venues' books are the shallow case; a
+//! double-ended ring (inserts at either end in constant time) is the next thing to measure.
+
+use crate::model::Level;
+
+/// The levels of one side (bids or asks), best first when read.
+///
+/// Bound: one entry per distinct price the feed has listed and not removed.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct Ladder {
+    /// Worst first, best last.
+    levels: Vec<Level>,
+    ask: bool,
+}
+
+impl Ladder {
+    /// An empty side: asks (lowest price best) or bids (highest price best).
+    pub fn new(ask: bool) -> Self {
+        Ladder {
+            levels: Vec::new(),
+            ask,
+        }
+    }
+
+    /// The sort key: ascending in storage order, so the best level has the largest key.
+    #[inline]
+    fn key(&self, price: f64) -> f64 {
+        if self.ask {
+            -price
+        } else {
+            price
+        }
+    }
+
+    /// Where `price` is or would be, and whether it is there.
+    #[inline]
+    fn find(&self, price: f64) -> (usize, bool) {
+        let k = self.key(price);
+        // Searched from the best end: the changed level is usually within a few of it.
+        let n = self.levels.len();
+        let mut i = n;
+        let mut steps = 0;
+        while i > 0 && steps < 8 {
+            let here = self.key(self.levels[i - 1].0);
+            if here == k {
+                return (i - 1, true);
+            }
+            if here < k {
+                return (i, false);
+            }
+            i -= 1;
+            steps += 1;
+        }
+        let i = self.levels[..i].partition_point(|l| self.key(l.0) < k);
+        (i, i < n && self.levels[i].0 == price)
+    }
+
+    /// Sets the size at `price`; a size of 0 removes the level. Returns the previous size.
+    pub fn set(&mut self, price: f64, size: f64) -> Option<f64> {
+        let (i, found) = self.find(price);
+        if found {
+            if size == 0.0 {
+                Some(self.levels.remove(i).1)
+            } else {
+                Some(std::mem::replace(&mut self.levels[i].1, size))
+            }
+        } else {
+            if size != 0.0 {
+                self.levels.insert(i, (price, size));
+            }
+            None
+        }
+    }
+
+    /// The size at `price`, if listed.
+    pub fn get(&self, price: f64) -> Option<f64> {
+        match self.find(price) {
+            (i, true) => Some(self.levels[i].1),
+            _ => None,
+        }
+    }
+
+    /// Replaces every level from a list in any order (a snapshot); zero sizes are skipped.
+    pub fn replace(&mut self, levels: &[Level]) {
+        self.levels.clear();
+        self.levels
+            .extend(levels.iter().copied().filter(|l| l.1 != 0.0));
+        let ask = self.ask;
+        self.levels.sort_by(|a, b| {
+            if ask {
+                b.0.total_cmp(&a.0)
+            } else {
+                a.0.total_cmp(&b.0)
+            }
+        });
+        // A snapshot listing a price twice keeps its last entry, as updates would.
+        self.levels.dedup_by(|later, earlier| {
+            if later.0 == earlier.0 {
+                *earlier = *later;
+                true
+            } else {
+                false
+            }
+        });
+    }
+
+    /// The best level.
+    pub fn best(&self) -> Option<Level> {
+        self.levels.last().copied()
+    }
+
+    /// Levels best first, without copying.
+    pub fn iter(&self) -> impl ExactSizeIterator<Item = &Level> + DoubleEndedIterator {
+        self.levels.iter().rev()
+    }
+
+    /// The best `n` levels, best first, without copying.
+    pub fn top(&self, n: usize) -> impl ExactSizeIterator<Item = &Level> + DoubleEndedIterator {
+        let from = self.levels.len().saturating_sub(n);
+        self.levels[from..].iter().rev()
+    }
+
+    pub fn len(&self) -> usize {
+        self.levels.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.levels.is_empty()
+    }
+
+    pub fn clear(&mut self) {
+        self.levels.clear();
+    }
+
+    /// True for the ask side.
+    pub fn is_ask(&self) -> bool {
+        self.ask
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn bids_descend_asks_ascend_and_zero_removes() {
+        let mut b = Ladder::new(false);
+        for (p, s) in [(100.0, 1.0), (102.0, 2.0), (101.0, 3.0), (99.0, 4.0)] {
+            b.set(p, s);
+        }
+        let got: Vec<_> = b.iter().copied().collect();
+        assert_eq!(
+            got,
+            vec![(102.0, 2.0), (101.0, 3.0), (100.0, 1.0), (99.0, 4.0)]
+        );
+        assert_eq!(b.set(101.0, 0.0), Some(3.0));
+        assert_eq!(
+            b.set(50.0, 0.0),
+            None,
+            "removing an absent level is a no-op"
+        );
+        assert_eq!(b.set(102.0, 7.0), Some(2.0));
+        assert_eq!(b.best(), Some((102.0, 7.0)));
+        assert_eq!(
+            b.top(2).copied().collect::<Vec<_>>(),
+            vec![(102.0, 7.0), (100.0, 1.0)]
+        );
+        assert_eq!(b.top(10).len(), 3);
+
+        let mut a = Ladder::new(true);
+        for (p, s) in [(105.0, 1.0), (103.0, 2.0), (104.0, 3.0)] {
+            a.set(p, s);
+        }
+        assert_eq!(a.best(), Some((103.0, 2.0)));
+        assert_eq!(
+            a.iter().map(|l| l.0).collect::<Vec<_>>(),
+            vec![103.0, 104.0, 105.0]
+        );
+        assert_eq!(a.get(104.0), Some(3.0));
+        assert_eq!(a.get(104.5), None);
+    }
+
+    #[test]
+    fn far_levels_use_the_binary_search() {
+        let mut b = Ladder::new(false);
+        for i in 0..100 {
+            b.set(f64::from(i), 1.0);
+        }
+        b.set(3.0, 9.0);
+        b.set(2.5, 1.0);
+        b.set(10.0, 0.0);
+        assert_eq!(b.get(3.0), Some(9.0));
+        assert_eq!(b.get(2.5), Some(1.0));
+        assert_eq!(b.get(10.0), None);
+        let prices: Vec<f64> = b.iter().map(|l| l.0).collect();
+        let mut sorted = prices.clone();
+        sorted.sort_by(|x, y| y.total_cmp(x));
+        assert_eq!(prices, sorted);
+        assert_eq!(b.len(), 100);
+    }
+
+    #[test]
+    fn snapshot_replace_sorts_skips_zero_and_dedups() {
+        let mut a = Ladder::new(true);
+        a.set(1.0, 1.0);
+        a.replace(&[(3.0, 1.0), (2.0, 0.0), (1.5, 2.0), (3.0, 5.0)]);
+        assert_eq!(
+            a.iter().copied().collect::<Vec<_>>(),
+            vec![(1.5, 2.0), (3.0, 5.0)]
+        );
+    }
+}
