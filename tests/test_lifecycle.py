@@ -288,10 +288,10 @@ def test_subscribe_and_unsubscribe_change_the_scope(sim: Any) -> None:
         items = drain_until(stream, lambda m: isinstance(m, tw.Quote))
         assert {m.symbol_id for m in items if isinstance(m, tw.Quote)} == {"BINANCE_SPOT_BTC_USDT"}
         stream.unsubscribe(data_types=["quote"], symbols=["BINANCE_SPOT_BTC_USDT$"])
-        # Whatever was in flight drains; after that no more quotes come.
-        time.sleep(0.5)
-        while stream.next_batch(timeout=0.2) is not None:
-            pass
+        # A trade subscription after it is a barrier: the server handles requests in order, so
+        # once a trade arrives every quote sent before the unsubscribe has been read.
+        stream.subscribe(data_types=["trade"], symbols=["BINANCE_SPOT_BTC_USDT$"])
+        drain_until(stream, lambda m: isinstance(m, tw.Trade))
         later: list[Any] = []
         end = time.monotonic() + 1.5
         while (left := end - time.monotonic()) > 0:

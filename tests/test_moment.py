@@ -27,6 +27,17 @@ def drain(stream: tw.Stream, quiet_s: float = 1.0, limit_s: float = 30.0) -> lis
     return out
 
 
+def drain_until(stream: tw.Stream, pred: Callable[[Any], bool], limit_s: float = 10.0) -> None:
+    """Reads until an item satisfies ``pred`` (the server's reply to a request, in order with
+    the data before it)."""
+    deadline = time.monotonic() + limit_s
+    while time.monotonic() < deadline:
+        batch = stream.next_batch(timeout=0.2)
+        if batch is not None and any(pred(m) for m in batch):
+            return
+    raise AssertionError(f"nothing matched within {limit_s} s")
+
+
 def burn_cpu(seconds: float) -> int:
     """Pure-Python work that holds the GIL the whole time."""
     end = time.monotonic() + seconds
@@ -136,7 +147,14 @@ def test_price_scope_changes_and_a_bad_instrument(make_sim: Callable[..., Any]) 
 
         stream.subscribe(instruments=["912810SX7"])
         stream.unsubscribe(instruments=["037833DP2"])
-        time.sleep(0.5)
+        # The server's reply comes after every price it sent under the old scope.
+        drain_until(
+            stream,
+            lambda m: (
+                isinstance(m, tw.Subscription)
+                and (m.instrument_id, m.msg) == ("037833DP2", "unsubscribed")
+            ),
+        )
         drain(stream, quiet_s=0.2, limit_s=1.0)
         later = drain(stream, quiet_s=0.3, limit_s=1.0)
         assert {m.instrument_id for m in later if isinstance(m, tw.PriceUpdate)} == {"912810SX7"}
@@ -155,7 +173,7 @@ def test_price_scope_changes_and_a_bad_instrument(make_sim: Callable[..., Any]) 
         assert any(isinstance(m, tw.PriceUpdate) for m in drain(stream, quiet_s=0.3, limit_s=1.0))
 
         stream.subscribe(all=True)
-        time.sleep(0.5)
+        drain_until(stream, lambda m: isinstance(m, tw.Subscription) and m.msg == "subscribed_all")
         drain(stream, quiet_s=0.2, limit_s=1.0)
         many = drain(stream, quiet_s=0.3, limit_s=1.0)
         assert len({m.instrument_id for m in many if isinstance(m, tw.PriceUpdate)}) > 2

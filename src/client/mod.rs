@@ -12,7 +12,7 @@ use parking_lot::Mutex;
 use tokio::sync::mpsc;
 
 use crate::delivery::{Queue, StreamEnd};
-use crate::feed::backoff::{Backoff, BackoffPolicy};
+use crate::feed::backoff::{self, Backoff, BackoffPolicy, INITIAL_RETRY_AFTER_MAX};
 use crate::feed::machine::{End, Fatal};
 use crate::feed::msgnum::MsgNumberTracker;
 use crate::model::{Envelope, Msg};
@@ -203,6 +203,8 @@ async fn run(
         };
         // Why this attempt failed; `None` after a connection that was made.
         let mut cause: Option<String> = None;
+        // The wait a refusal's Retry-After asked for.
+        let mut retry_after: Option<Duration> = None;
         // Server-announced restarts retry with the backoff too, but do not count as failures.
         match connected {
             Ok(conn) => {
@@ -267,9 +269,24 @@ async fn run(
                 queue.finish(StreamEnd::Connect(e));
                 return;
             }
-            Err(e) => cause = Some(failure(&e)),
+            Err(e) => {
+                if let ConnectFailure::Status(_, Some(v)) = &e {
+                    retry_after = backoff::retry_after(v, std::time::SystemTime::now());
+                }
+                cause = Some(failure(&e));
+            }
         }
         if let Some(c) = &cause {
+            if let Some(wait) = retry_after.filter(|w| !made_once && *w > INITIAL_RETRY_AFTER_MAX) {
+                status.set_state(State::Closed);
+                queue.finish(StreamEnd::Connect(format!(
+                    "cannot connect to {shown_url}: {c}, and its Retry-After asks to wait {} s, \
+                     over the {} s a first connection waits",
+                    wait.as_secs(),
+                    INITIAL_RETRY_AFTER_MAX.as_secs()
+                )));
+                return;
+            }
             if !made_once {
                 failed_initial += 1;
                 if failed_initial >= initial {
@@ -296,6 +313,7 @@ async fn run(
         } else {
             Some(backoff.delay(rand::random::<f64>()))
         };
+        let delay = delay.map(|d| backoff.honour(d, retry_after));
         let Some(delay) = delay else {
             status.set_state(State::Closed);
             queue.finish(StreamEnd::Connect(format!(

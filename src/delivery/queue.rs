@@ -63,8 +63,6 @@ pub enum StreamEnd {
     Auth(String),
     /// A failure to raise: could not connect (and no policy or retries exhausted).
     Connect(String),
-    /// A failure to raise: the server broke the protocol.
-    Protocol(String),
 }
 
 /// One `pop` result.

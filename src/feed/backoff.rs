@@ -3,7 +3,7 @@
 //! Attempt `n` (0-based) waits `min(max_delay, initial_delay * factor^n) * U(1-jitter, 1+jitter)`;
 //! the count restarts after a connection that lived [`Backoff::LIVED`].
 
-use std::time::Duration;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 /// The user's reconnect policy, as numbers.
 #[derive(Clone, Debug, PartialEq)]
@@ -80,6 +80,69 @@ impl Backoff {
             self.attempt = 0;
         }
     }
+
+    /// The wait before the next dial once the server asked for `retry_after` (HTTP 429/503):
+    /// at least that long, but never past `max_delay`, so a server cannot park the stream.
+    pub fn honour(&self, delay: Duration, retry_after: Option<Duration>) -> Duration {
+        let cap = Duration::try_from_secs_f64(self.policy.max_delay.clamp(0.0, 86_400.0))
+            .unwrap_or(Duration::ZERO);
+        retry_after.map_or(delay, |r| delay.max(r.min(cap)))
+    }
+}
+
+/// Before a stream's first connection, a server asking to wait longer than this raises instead
+/// of leaving the caller blocked without a word.
+pub const INITIAL_RETRY_AFTER_MAX: Duration = Duration::from_secs(10);
+
+/// What a `Retry-After` header value (RFC 9110 10.2.3) asks for at `now`: delay-seconds or an
+/// IMF-fixdate (a date already past means no wait). `None` for anything else, which the
+/// caller then ignores; the obsolete RFC 850 and asctime date forms are not read.
+pub fn retry_after(value: &str, now: SystemTime) -> Option<Duration> {
+    let value = value.trim();
+    if !value.is_empty() && value.bytes().all(|b| b.is_ascii_digit()) {
+        // Longer than a day is as good as a day: the wait is capped by max_delay anyway.
+        return Some(Duration::from_secs(
+            value.parse::<u64>().unwrap_or(u64::MAX).min(86_400),
+        ));
+    }
+    let at = imf_fixdate(value)?;
+    let now = now.duration_since(UNIX_EPOCH).ok()?.as_secs();
+    Some(Duration::from_secs(at.saturating_sub(now).min(86_400)))
+}
+
+/// Seconds since the Unix epoch of an IMF-fixdate, `Sun, 06 Nov 1994 08:49:37 GMT`.
+fn imf_fixdate(s: &str) -> Option<u64> {
+    const MONTHS: [&str; 12] = [
+        "Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec",
+    ];
+    let (_, rest) = s.split_once(", ")?;
+    let parts: Vec<&str> = rest.split(' ').collect();
+    let [day, month, year, time, "GMT"] = parts[..] else {
+        return None;
+    };
+    let num = |t: &str, len: usize| -> Option<u64> {
+        (t.len() == len && t.bytes().all(|b| b.is_ascii_digit())).then(|| t.parse().ok())?
+    };
+    let (day, year) = (num(day, 2)?, num(year, 4)?);
+    let month = MONTHS.iter().position(|m| *m == month)? as u64 + 1;
+    let hms: Vec<&str> = time.split(':').collect();
+    let [h, m, sec] = hms[..] else { return None };
+    let (h, m, sec) = (num(h, 2)?, num(m, 2)?, num(sec, 2)?);
+    if !(1..=31).contains(&day) || h > 23 || m > 59 || sec > 60 || year < 1970 {
+        return None;
+    }
+    // Days from the civil date (Howard Hinnant's algorithm, years from March).
+    let (y, mo) = if month <= 2 {
+        (year - 1, month + 9)
+    } else {
+        (year, month - 3)
+    };
+    let era = y / 400;
+    let yoe = y % 400;
+    let doy = (153 * mo + 2) / 5 + day - 1;
+    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
+    let days = (era * 146_097 + doe).checked_sub(719_468)?;
+    Some(days * 86_400 + h * 3600 + m * 60 + sec)
 }
 
 #[cfg(test)]
@@ -147,5 +210,57 @@ mod tests {
         assert!(b.next_delay(0.5).is_some());
         assert!(b.next_delay(0.5).is_some());
         assert_eq!(b.next_delay(0.5), None);
+    }
+
+    #[test]
+    fn retry_after_reads_seconds_and_dates_against_the_given_now() {
+        let now = UNIX_EPOCH + Duration::from_secs(784_111_777); // Sun, 06 Nov 1994 08:49:37 GMT
+        assert_eq!(retry_after(" 120 ", now), Some(Duration::from_secs(120)));
+        assert_eq!(
+            retry_after("Sun, 06 Nov 1994 08:49:57 GMT", now),
+            Some(Duration::from_secs(20))
+        );
+        assert_eq!(
+            retry_after("Sun, 06 Nov 1994 08:49:00 GMT", now),
+            Some(Duration::ZERO)
+        );
+        assert_eq!(
+            retry_after("Thu, 01 Jan 1970 00:00:00 GMT", UNIX_EPOCH),
+            Some(Duration::ZERO)
+        );
+        assert_eq!(
+            retry_after(
+                "Tue, 29 Feb 2000 00:00:10 GMT",
+                UNIX_EPOCH + Duration::from_secs(951_782_400)
+            ),
+            Some(Duration::from_secs(10))
+        );
+        assert_eq!(
+            retry_after("99999999999999999999999", now),
+            Some(Duration::from_secs(86_400))
+        );
+        for bad in [
+            "",
+            "-5",
+            "1.5",
+            "soon",
+            "Sun, 06 Nov 1994 08:49:37 UTC",
+            "Sun, 6 Nov 1994 08:49:37 GMT",
+        ] {
+            assert_eq!(retry_after(bad, now), None, "{bad:?}");
+        }
+    }
+
+    #[test]
+    fn retry_after_is_a_floor_capped_at_max_delay() {
+        let b = Backoff::new(BackoffPolicy {
+            max_delay: 5.0,
+            ..BackoffPolicy::default()
+        });
+        let ms = Duration::from_millis;
+        assert_eq!(b.honour(ms(100), None), ms(100));
+        assert_eq!(b.honour(ms(100), Some(ms(2000))), ms(2000));
+        assert_eq!(b.honour(ms(3000), Some(ms(2000))), ms(3000));
+        assert_eq!(b.honour(ms(100), Some(ms(60_000))), ms(5000));
     }
 }

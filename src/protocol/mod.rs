@@ -116,10 +116,4 @@ impl Session {
             Session::Moment(s) => s.connect_url(base, last_delivered),
         }
     }
-
-    /// True when sequence numbers continue across connections (Moment orders' `msg_number`);
-    /// false when each connection numbers afresh (CoinAPI).
-    pub fn sequence_spans_connections(&self) -> bool {
-        matches!(self, Session::Moment(s) if s.stream == MomentStream::Orders)
-    }
 }

@@ -64,8 +64,9 @@ pub struct ConnectOptions {
 pub enum ConnectFailure {
     /// The server refused the upgrade with 401 or 403: the key is wrong.
     Auth(u16),
-    /// Another HTTP status on the upgrade (429 and 5xx are worth retrying).
-    Status(u16),
+    /// Another HTTP status on the upgrade (429 and 5xx are worth retrying), with the
+    /// response's `Retry-After` value as sent, if any.
+    Status(u16, Option<String>),
     /// TCP, TLS or handshake failure.
     Io(String),
     /// Nothing answered within the connect timeout.
@@ -78,7 +79,9 @@ impl std::fmt::Display for ConnectFailure {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
             ConnectFailure::Auth(code) => write!(f, "the server refused the key (HTTP {code})"),
-            ConnectFailure::Status(code) => write!(f, "the upgrade was answered with HTTP {code}"),
+            ConnectFailure::Status(code, _) => {
+                write!(f, "the upgrade was answered with HTTP {code}")
+            }
             ConnectFailure::Io(e) => write!(f, "{e}"),
             ConnectFailure::Timeout => f.write_str("connect timed out"),
             ConnectFailure::Config(e) => write!(f, "{e}"),
@@ -214,10 +217,15 @@ impl Connection {
             "wss" => Some(tls_connector(opts.ca_file.as_ref())?),
             _ => None,
         };
+        // Filled in by the reader as the response arrives, so a refusal's head can be read.
+        let head_seen = std::sync::Mutex::new(None);
         let open = async {
             let (stream, registered) = dial(&opts.url, connector).await?;
             let stream = Strict::new(stream);
             let seen = stream.seen();
+            *head_seen
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner) = Some(seen.clone());
             Ws::handshake_with_request(opts.url.clone(), stream, options, request)
                 .await
                 .map(|ws| Connection {
@@ -244,7 +252,13 @@ impl Connection {
             Ok(Err(WebSocketError::InvalidStatusCode(code))) if code == 401 || code == 403 => {
                 Err(ConnectFailure::Auth(code))
             }
-            Ok(Err(WebSocketError::InvalidStatusCode(code))) => Err(ConnectFailure::Status(code)),
+            Ok(Err(WebSocketError::InvalidStatusCode(code))) => {
+                let seen = head_seen
+                    .into_inner()
+                    .unwrap_or_else(std::sync::PoisonError::into_inner);
+                let retry_after = seen.and_then(|s| s.retry_after.get().cloned());
+                Err(ConnectFailure::Status(code, retry_after))
+            }
             Ok(Err(e)) => Err(ConnectFailure::Io(e.to_string())),
         }
     }

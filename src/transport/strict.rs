@@ -63,6 +63,9 @@ pub struct Seen {
     pub extensions: OnceLock<Vec<String>>,
     /// The rule a frame broke, once one did.
     pub violation: OnceLock<&'static str>,
+    /// The response's `Retry-After` value, when it has one (yawc reports a refused upgrade by
+    /// its status code alone).
+    pub retry_after: OnceLock<String>,
 }
 
 impl<S> Strict<S> {
@@ -84,13 +87,18 @@ impl<S> Strict<S> {
     }
 }
 
-/// The extensions named in a response head's `Sec-WebSocket-Extensions` headers.
-fn extensions_of(head: &[u8]) -> Vec<String> {
-    let head = String::from_utf8_lossy(head);
+/// The values of a response head's headers called `wanted`.
+fn headers<'a>(head: &'a str, wanted: &'a str) -> impl Iterator<Item = &'a str> {
     head.split("\r\n")
         .filter_map(|line| line.split_once(':'))
-        .filter(|(name, _)| name.trim().eq_ignore_ascii_case("sec-websocket-extensions"))
-        .flat_map(|(_, value)| value.split(','))
+        .filter(move |(name, _)| name.trim().eq_ignore_ascii_case(wanted))
+        .map(|(_, value)| value.trim())
+}
+
+/// The extensions named in a response head's `Sec-WebSocket-Extensions` headers.
+fn extensions_of(head: &str) -> Vec<String> {
+    headers(head, "sec-websocket-extensions")
+        .flat_map(|value| value.split(','))
         .filter_map(|ext| ext.split(';').next())
         .map(|name| name.trim().to_ascii_lowercase())
         .filter(|name| !name.is_empty())
@@ -117,10 +125,12 @@ impl<S> Strict<S> {
                         _ => 0,
                     };
                     if *matched == 4 {
-                        let _ = self
-                            .seen
-                            .extensions
-                            .set(extensions_of(&std::mem::take(&mut self.head)));
+                        let head = std::mem::take(&mut self.head);
+                        let head = String::from_utf8_lossy(&head);
+                        let _ = self.seen.extensions.set(extensions_of(&head));
+                        if let Some(v) = headers(&head, "retry-after").next() {
+                            let _ = self.seen.retry_after.set(v.to_string());
+                        }
                         self.phase = Phase::Header {
                             bytes: [0; 10],
                             have: 0,
@@ -382,6 +392,15 @@ mod tests {
             Some(&["permessage-deflate".to_string(), "x-foo".to_string()][..])
         );
         assert!(matches!(s.phase, Phase::Header { have: 0, .. }));
+        assert_eq!(s.seen.retry_after.get(), None);
+    }
+
+    #[test]
+    fn a_refusal_keeps_its_retry_after() {
+        let mut s = Strict::new(tokio::io::empty());
+        let mut head = b"HTTP/1.1 429 Too Many Requests\r\nretry-after:  7 \r\n\r\n".to_vec();
+        assert_eq!(s.scan(&mut head), head.len());
+        assert_eq!(s.seen.retry_after.get().map(String::as_str), Some("7"));
     }
 
     #[tokio::test]
