@@ -117,6 +117,12 @@ def samples() -> Samples:
             return all(got.get(c) for c in wanted)
 
         _read_until(stream, got, have_all, 30)
+    # Maintained books with a dropped update: BookSynced, then BookReset for the gap.
+    with (
+        tw.Simulator(rate=3_000, symbols=3, faults=tw.Faults(book_drop_every=20)) as sim,
+        tw.connect(feed(sim, data_types=["book", "book_l3"]), books=True) as stream,
+    ):
+        _read_until(stream, got, lambda: bool(got.get(tw.BookSynced) and got.get(tw.BookReset)), 30)
     # A server error, then the close (no reconnect): ServerError, Disconnected.
     with (
         tw.Simulator(rate=500, symbols=5, faults=tw.Faults(error_after_s=0.2)) as sim,

@@ -382,6 +382,18 @@ fn identity(msg: &Msg) -> Option<Identity> {
     })
 }
 
+/// The maintained-book stream a message belongs to (`book` full depth, `book_l3`), with
+/// whether it is a snapshot: such streams restart from each connection's own snapshot.
+fn book_stream(msg: &Msg) -> Option<((&'static str, Key), bool)> {
+    match msg {
+        Msg::Book(b) if b.kind == BookKind::Full => {
+            Some((("book", b.symbol_id.clone()), b.is_snapshot))
+        }
+        Msg::BookL3(b) => Some((("book_l3", b.symbol_id.clone()), b.is_snapshot)),
+        _ => None,
+    }
+}
+
 /// The second connection of a make-before-break.
 struct Successor {
     /// Connected and sent the opening request.
@@ -394,6 +406,12 @@ struct Successor {
     /// The successor carried a message the old one delivered: from there on it carries
     /// everything, so switching loses nothing.
     overlapped: bool,
+    /// Book streams the old connection carried whose snapshot the successor has not sent
+    /// yet: the switch waits for them (or the deadline), so a book restarts from the new
+    /// connection's snapshot instead of being reset. Bounded by the book keys in scope.
+    books_waiting: HashSet<(&'static str, Key)>,
+    /// Book streams the successor has sent a snapshot for.
+    books_ready: HashSet<(&'static str, Key)>,
     /// Notice + [`SWITCH_WITHIN`].
     deadline: Duration,
     last_frame: Duration,
@@ -672,6 +690,11 @@ impl Machine {
             if let Some(id) = identity(&e.msg) {
                 s.seen.insert(id);
             }
+            if let Some((book, _)) = book_stream(&e.msg) {
+                if !s.books_ready.contains(&book) {
+                    s.books_waiting.insert(book);
+                }
+            }
         }
         if s.seen.len() >= limit {
             // The hold's memory is spent: switch now, or give up on the make-before-break.
@@ -708,6 +731,8 @@ impl Machine {
                     held: Vec::new(),
                     seen: HashSet::new(),
                     overlapped: false,
+                    books_waiting: HashSet::new(),
+                    books_ready: HashSet::new(),
                     deadline,
                     last_frame: now.mono,
                     owe_pong: false,
@@ -784,12 +809,22 @@ impl Machine {
                     &mut self.counts,
                     &mut s.held,
                 );
-                if !s.overlapped {
-                    s.overlapped = s.held[from..]
-                        .iter()
-                        .any(|e| identity(&e.msg).is_some_and(|id| s.seen.contains(&id)));
+                for e in &s.held[from..] {
+                    if let Some((book, true)) = book_stream(&e.msg) {
+                        s.books_waiting.remove(&book);
+                        s.books_ready.insert(book);
+                    }
                 }
-                if s.overlapped {
+                if !s.overlapped {
+                    // A book snapshot is the new connection's own state, not part of the shared
+                    // live stream: it may carry the time of an update the old one delivered,
+                    // and switching on it would cut off the snapshots still to come.
+                    s.overlapped = s.held[from..].iter().any(|e| {
+                        !e.msg.is_book_snapshot()
+                            && identity(&e.msg).is_some_and(|id| s.seen.contains(&id))
+                    });
+                }
+                if s.overlapped && s.books_waiting.is_empty() {
                     self.switch_due = true;
                 } else if s.held.len() >= self.settings.hold_limit {
                     self.switch_or_fall_back(
@@ -892,15 +927,7 @@ impl Machine {
         ));
         let mut passed = false;
         for e in held {
-            let book = match &e.msg {
-                Msg::Book(b) if b.kind == BookKind::Full => {
-                    Some(("book", &b.symbol_id, b.is_snapshot))
-                }
-                Msg::BookL3(b) => Some(("book_l3", &b.symbol_id, b.is_snapshot)),
-                _ => None,
-            };
-            if let Some((kind, key, snapshot)) = book {
-                let id = (kind, key.clone());
+            if let Some((id, snapshot)) = book_stream(&e.msg) {
                 if snapshot {
                     snapshotted.insert(id.clone());
                 }
