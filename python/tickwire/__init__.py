@@ -58,6 +58,7 @@ from ._core import (
     io_mode,
 )
 from ._feeds import CoinAPI, Moment, ReconnectPolicy
+from ._nats import Nats, Relay, relay
 from ._stream import Stream, connect
 
 logging.getLogger("tickwire").addHandler(logging.NullHandler())
@@ -82,6 +83,7 @@ __all__ = [
     "Message",
     "Metadata",
     "Moment",
+    "Nats",
     "Ohlcv",
     "OrderUpdate",
     "ParseError",
@@ -90,6 +92,7 @@ __all__ = [
     "Quote",
     "ReconnectNotice",
     "ReconnectPolicy",
+    "Relay",
     "ServerError",
     "SimStats",
     "Simulator",
@@ -107,4 +110,5 @@ __all__ = [
     "__version__",
     "connect",
     "io_mode",
+    "relay",
 ]

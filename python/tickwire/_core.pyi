@@ -30,6 +30,7 @@ __all__ = [
     "ProtocolError",
     "Quote",
     "ReconnectNotice",
+    "RelayCore",
     "ReplayServer",
     "ServerError",
     "SimStats",
@@ -49,6 +50,7 @@ __all__ = [
     "_log_state",
     "_log_test",
     "io_mode",
+    "nats_stream",
 ]
 __version__: str
 
@@ -972,3 +974,28 @@ class ReplayServer:
     def close(self) -> None: ...
     def __enter__(self) -> ReplayServer: ...
     def __exit__(self, *args: object) -> None: ...
+
+@final
+class RelayCore:
+    """A relay on the I/O runtime: publishes a ``keep_raw`` stream's venue messages to
+    JetStream with pipelined acks."""
+
+    def __new__(
+        cls, stream: StreamCore, url: str, name: str, venue: str, window: int = 4096
+    ) -> Self: ...
+    def stats(self) -> dict[str, int | bool]: ...
+    def close(self, timeout: float = 10.0) -> bool: ...
+
+def nats_stream(
+    url: str,
+    *,
+    stream: str,
+    subjects: list[str],
+    durable: str | None,
+    start: str | int,
+    batch_size: int,
+    queue_size: int,
+    overflow: str,
+    connect_timeout: float,
+) -> StreamCore:
+    """A ``StreamCore`` fed by JetStream consumers instead of a venue connection."""

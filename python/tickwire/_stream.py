@@ -10,6 +10,7 @@ from typing import Literal
 from . import _core
 from ._core import Batch, Stats, StreamClosed
 from ._feeds import CoinAPI, Moment, ReconnectPolicy, check_transport
+from ._nats import Nats, stream_core
 
 Overflow = Literal["block", "drop_oldest", "conflate"]
 
@@ -217,7 +218,7 @@ class Stream:
 
 
 def connect(
-    feed: CoinAPI | Moment,
+    feed: CoinAPI | Moment | Nats,
     *,
     batch_size: int = 1024,
     queue_size: int = 262_144,
@@ -240,9 +241,19 @@ def connect(
     on the socket with inline I/O, on the queue with an I/O thread (``tickwire.io_mode()``).
     It trades a busy CPU for the sleep and wake-up.
     """
+    if isinstance(feed, Nats):
+        nats = stream_core(
+            feed,
+            batch_size=batch_size,
+            queue_size=queue_size,
+            overflow=overflow,
+            connect_timeout=connect_timeout,
+        )
+        return Stream(nats, connect_timeout)
     if not isinstance(feed, (CoinAPI, Moment)):
         raise TypeError(
-            f"feed must be tickwire.CoinAPI or tickwire.Moment, not {type(feed).__name__}"
+            f"feed must be tickwire.CoinAPI, tickwire.Moment or tickwire.Nats, "
+            f"not {type(feed).__name__}"
         )
     scope = (
         feed
