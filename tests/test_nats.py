@@ -6,6 +6,7 @@ server installed they skip, except in CI (``CI=true``), where a missing server f
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import socket
@@ -189,3 +190,22 @@ def test_broker_restart_loses_nothing(broker: Broker) -> None:
         relay.close()
     assert Counter(record_of(m) for m in got) == Counter(sent)
     assert not [e for e in events if isinstance(e, tw.Gap)]
+
+
+def test_cli_relay_publishes_and_prints_its_counters(
+    broker: Broker, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from tickwire import cli
+
+    monkeypatch.setenv("COINAPI_KEY", "unused-by-the-simulator")
+    with tw.Simulator(rate=5_000, symbols=5, seed=7) as sim:
+        argv = ["relay", "coinapi", "--url", sim.url, "--types", "trade", "quote"]
+        argv += ["--nats", broker.url, "--nats-stream", "CLI", "--seconds", "1.5"]
+        assert cli.main(argv) == 0
+    last = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    assert last["acked"] > 0
+    assert last["acked"] == last["published"]
+    got: list[Any] = []
+    with tw.connect(tw.Nats(broker.url, stream="CLI")) as stream:
+        _read(stream, last["acked"], got, [])
+    assert {m.type for m in got} == {"trade", "quote"}
