@@ -61,6 +61,7 @@ from ._core import (
     io_mode,
 )
 from ._feeds import CoinAPI, Moment, ReconnectPolicy
+from ._nats import Nats, Relay, relay
 from ._stream import Stream, connect
 
 logging.getLogger("tickwire").addHandler(logging.NullHandler())
@@ -87,6 +88,7 @@ __all__ = [
     "Message",
     "Metadata",
     "Moment",
+    "Nats",
     "Ohlcv",
     "OrderBook",
     "OrderUpdate",
@@ -96,6 +98,7 @@ __all__ = [
     "Quote",
     "ReconnectNotice",
     "ReconnectPolicy",
+    "Relay",
     "ServerError",
     "SimStats",
     "Simulator",
@@ -113,4 +116,5 @@ __all__ = [
     "__version__",
     "connect",
     "io_mode",
+    "relay",
 ]

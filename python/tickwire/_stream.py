@@ -10,6 +10,7 @@ from typing import Literal
 from . import _core
 from ._core import ArrowBatch, Batch, ConnectError, OrderBook, Stats, StreamClosed
 from ._feeds import CoinAPI, Moment, ReconnectPolicy, check_transport
+from ._nats import Nats, stream_core
 
 Overflow = Literal["block", "drop_oldest", "conflate"]
 
@@ -248,7 +249,7 @@ class Stream:
 
 
 def connect(
-    feed: CoinAPI | Moment,
+    feed: CoinAPI | Moment | Nats,
     *,
     batch_size: int = 1024,
     queue_size: int = 262_144,
@@ -280,9 +281,19 @@ def connect(
     (:meth:`Stream.book`), with ``BookReset``/``BookSynced`` events in the batches; the raw
     book messages are still delivered.
     """
+    if isinstance(feed, Nats):
+        nats = stream_core(
+            feed,
+            batch_size=batch_size,
+            queue_size=queue_size,
+            overflow=overflow,
+            connect_timeout=connect_timeout,
+        )
+        return Stream(nats, connect_timeout)
     if not isinstance(feed, (CoinAPI, Moment)):
         raise TypeError(
-            f"feed must be tickwire.CoinAPI or tickwire.Moment, not {type(feed).__name__}"
+            f"feed must be tickwire.CoinAPI, tickwire.Moment or tickwire.Nats, "
+            f"not {type(feed).__name__}"
         )
     scope = (
         feed

@@ -438,6 +438,8 @@ def _say_what_it_waits_for(stream: tw.Stream) -> None:
 def _print_stream(feed: tw.CoinAPI | tw.Moment, args: argparse.Namespace) -> int:
     """Prints one JSON object per message (or the live table) until the count, the time or
     Ctrl-C; serves ``--metrics`` meanwhile."""
+    if getattr(args, "nats", None):
+        return _relay(feed, args)
     try:
         stream = tw.connect(feed, keep_raw=bool(args.raw))
     except ValueError as exc:
@@ -541,6 +543,28 @@ def _metrics_address(text: str) -> tuple[str, int]:
         return metrics.parse_address(text)
     except ValueError as exc:
         raise argparse.ArgumentTypeError(str(exc)) from None
+
+
+def _relay(feed: tw.CoinAPI | tw.Moment, args: argparse.Namespace) -> int:
+    """``tickwire relay``: publishes ``feed`` to JetStream, printing the relay's counters as a
+    JSON line each second, until the time or Ctrl-C."""
+    deadline = None if args.seconds is None else time.monotonic() + float(args.seconds)
+    try:
+        relay = tw.relay(feed, nats=str(args.nats), stream=str(args.nats_stream))
+    except ValueError as e:
+        print(f"tickwire relay: {e}", file=sys.stderr)
+        return EXIT_USAGE
+    try:
+        while deadline is None or time.monotonic() < deadline:
+            wait = 1.0 if deadline is None else max(0.0, min(1.0, deadline - time.monotonic()))
+            time.sleep(wait)
+            print(json.dumps(relay.stats(), separators=(",", ":")), flush=True)
+    except KeyboardInterrupt:
+        pass
+    finally:
+        relay.close()
+    print(json.dumps(relay.stats(), separators=(",", ":")), flush=True)
+    return EXIT_OK
 
 
 # --------------------------------------------------------------------------------------------
@@ -743,6 +767,8 @@ def build_parser() -> argparse.ArgumentParser:
     _output_options(moment)
     moment.set_defaults(func=cmd_stream_moment)
 
+    _relay_parser(sub)
+
     bench = sub.add_parser(
         "bench",
         help="tickwire side by side with the installed peer clients",
@@ -752,6 +778,41 @@ def build_parser() -> argparse.ArgumentParser:
     bench.add_argument("bench_args", nargs=argparse.REMAINDER)
     bench.set_defaults(func=cmd_bench)
     return parser
+
+
+def _relay_parser(sub: Any) -> None:
+    """``tickwire relay coinapi|moment``: the stream commands' scope options, to JetStream."""
+    relay = sub.add_parser(
+        "relay",
+        help="publish a real endpoint's messages to NATS JetStream",
+        description="Relay a market-data endpoint to a NATS JetStream stream (docs/nats.md).",
+    )
+    venues = relay.add_subparsers(dest="venue", required=True, metavar="VENUE")
+    coinapi = venues.add_parser("coinapi", help="CoinAPI market data (key from COINAPI_KEY)")
+    coinapi.add_argument("--url", default="wss://ws.coinapi.io/v1/", help="endpoint URL")
+    coinapi.add_argument("--types", nargs="+", metavar="TYPE", help="data types (trade)")
+    coinapi.add_argument("--symbols", nargs="+", metavar="SYMBOL", help="symbol_id prefixes")
+    coinapi.add_argument("--assets", nargs="+", metavar="ASSET", help="asset ids or BASE/QUOTE")
+    coinapi.add_argument("--exchanges", nargs="+", metavar="EXCHANGE", help="exchange ids")
+    coinapi.add_argument("--periods", nargs="+", metavar="PERIOD", help="OHLCV periods")
+    coinapi.add_argument("--index-ids", nargs="+", metavar="INDEX", help="index ids")
+    coinapi.set_defaults(func=cmd_stream_coinapi)
+    moment = venues.add_parser("moment", help="Moment prices or orders (key from MOMENT_API_KEY)")
+    moment.add_argument("stream", choices=("prices", "orders"))
+    moment.add_argument("--environment", default="paper", help="paper or live (paper)")
+    moment.add_argument("--url", default=None, help="endpoint URL (overrides --environment)")
+    moment.add_argument("--instruments", nargs="+", metavar="ID", help="CUSIPs or ISINs (prices)")
+    moment.add_argument("--all", action="store_true", help="subscribe to every instrument")
+    moment.add_argument("--start-msg-number", type=int, default=None, help="replay orders from N")
+    moment.add_argument("--auth-in-query", action="store_true", help="key as auth_token")
+    moment.set_defaults(func=cmd_stream_moment)
+    for p in (coinapi, moment):
+        p.add_argument("--nats", default="nats://127.0.0.1:4222", help="NATS server URL")
+        p.add_argument("--nats-stream", default="TICKWIRE", help="JetStream stream (TICKWIRE)")
+        p.add_argument("--seconds", type=_positive_float, default=None, help="stop after S s")
+        p.add_argument(
+            "--allow-insecure", action="store_true", help="allow ws:// (key in clear) to others"
+        )
 
 
 def _output_options(p: argparse.ArgumentParser) -> None:

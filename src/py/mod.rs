@@ -6,6 +6,7 @@ mod book;
 mod errors;
 mod logs;
 mod messages;
+mod relay;
 mod replay;
 mod runtime;
 mod simulator;
@@ -36,6 +37,7 @@ pub fn register(m: &Bound<'_, PyModule>) -> PyResult<()> {
     stream::register(m)?;
     simulator::register(m)?;
     replay::register(m)?;
+    relay::register(m)?;
     m.add_function(wrap_pyfunction!(io_mode, m)?)?;
     add_message_union(m)
 }

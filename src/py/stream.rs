@@ -196,6 +196,31 @@ fn time_coinapi(msg: &crate::model::Msg) -> Option<i64> {
 }
 
 impl StreamCore {
+    /// The stream's queue, for a relay that takes its batches in Rust instead of Python.
+    pub(crate) fn queue(&self) -> Arc<Queue> {
+        self.queue.clone()
+    }
+
+    /// A stream whose queue another task fills (the `Nats` feed): `commands` reach that task.
+    pub(crate) fn fed(
+        queue: Arc<Queue>,
+        commands: mpsc::UnboundedSender<Command>,
+        shown_url: String,
+    ) -> Self {
+        StreamCore {
+            session: Session::CoinApi(CoinApiSession::new(Scope::default())),
+            queue,
+            commands,
+            keys: Arc::new(Mutex::new(KeyCache::default())),
+            latency: Mutex::new(LatencyHistogram::default()),
+            lag: Mutex::new(LatencyHistogram::default()),
+            busy_poll: Duration::ZERO,
+            generation: super::runtime::fork_generation(),
+            id: NEXT_ID.fetch_add(1, std::sync::atomic::Ordering::Relaxed),
+            shown_url,
+        }
+    }
+
     fn record_latency(&self, items: &[crate::model::Envelope]) {
         let now = wall_ns();
         let mut h = self.latency.lock();

@@ -1,0 +1,241 @@
+//! Scale-out over NATS JetStream: a relay publishes a stream's venue messages to JetStream
+//! ([`spawn_relay`]), and a consumer feed reads them back as the same typed messages
+//! ([`consume::spawn`]). No Python is on either path.
+
+pub mod consume;
+pub mod wire;
+
+use std::collections::VecDeque;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use async_nats::jetstream;
+use bytes::Bytes;
+use futures::stream::{FuturesUnordered, StreamExt};
+use tokio::sync::Notify;
+
+use crate::delivery::{Pop, Queue};
+use wire::Venue;
+
+/// How long JetStream remembers message ids: two relays' copies of one message that arrive
+/// within it are stored once. Two minutes (the server's default) covers a relay's reconnect.
+pub const DUPLICATE_WINDOW: Duration = Duration::from_secs(120);
+
+/// What a relay needs.
+#[derive(Clone, Debug)]
+pub struct RelayConfig {
+    /// `nats://host:port` (comma-separated for several servers).
+    pub url: String,
+    /// The JetStream stream's name; created with subjects `tickwire.>` when missing.
+    pub stream: String,
+    pub venue: Venue,
+    /// The most publishes awaiting their ack at once; at the bound the relay stops taking
+    /// from the queue, so the stream's overflow policy applies.
+    pub window: usize,
+}
+
+/// A relay's counters.
+#[derive(Debug, Default)]
+pub struct RelayStats {
+    /// Messages sent to JetStream (a retry counts again).
+    pub published: AtomicU64,
+    /// Acks received, duplicates included.
+    pub acked: AtomicU64,
+    /// Acks that said JetStream already had the message id (stored once).
+    pub deduplicated: AtomicU64,
+    /// Publishes retried after a failed or missing ack.
+    pub retried: AtomicU64,
+    /// Publishes awaiting their ack now.
+    pub in_flight: AtomicU64,
+    /// Set once the stream exists and the relay publishes.
+    pub ready: AtomicBool,
+}
+
+/// A running relay.
+pub struct Relay {
+    pub stats: Arc<RelayStats>,
+    stop: Arc<Notify>,
+    done: Arc<(parking_lot::Mutex<bool>, parking_lot::Condvar)>,
+}
+
+impl Relay {
+    /// Asks the relay to stop taking new messages; what is in flight is still awaited.
+    pub fn stop(&self) {
+        self.stop.notify_one();
+    }
+
+    /// Waits up to `timeout` for the relay's task to end; true if it did.
+    pub fn wait(&self, timeout: Duration) -> bool {
+        let (lock, cond) = &*self.done;
+        let mut ended = lock.lock();
+        let deadline = std::time::Instant::now() + timeout;
+        while !*ended {
+            if cond.wait_until(&mut ended, deadline).timed_out() {
+                break;
+            }
+        }
+        *ended
+    }
+}
+
+/// One message on its way.
+struct Outgoing {
+    subject: String,
+    id: String,
+    payload: Bytes,
+}
+
+/// Starts relaying `queue` (a stream opened with `keep_raw`) to JetStream on `handle`.
+pub fn spawn_relay(
+    handle: &tokio::runtime::Handle,
+    config: RelayConfig,
+    queue: Arc<Queue>,
+) -> Relay {
+    let stats = Arc::new(RelayStats::default());
+    let stop = Arc::new(Notify::new());
+    let done = Arc::new((parking_lot::Mutex::new(false), parking_lot::Condvar::new()));
+    let (s, st, d) = (stats.clone(), stop.clone(), done.clone());
+    handle.spawn(async move {
+        if let Err(e) = run(config, &queue, &s, &st).await {
+            log::error!("relay ended: {e}");
+        }
+        queue.close();
+        *d.0.lock() = true;
+        d.1.notify_all();
+    });
+    Relay { stats, stop, done }
+}
+
+async fn connect(config: &RelayConfig) -> Result<jetstream::Context, String> {
+    let client = async_nats::ConnectOptions::new()
+        .retry_on_initial_connect()
+        .connect(config.url.as_str())
+        .await
+        .map_err(|e| format!("cannot connect to {}: {e}", config.url))?;
+    // Our own window bounds the acks awaited; the client's limit only has to stay above it.
+    let js = jetstream::ContextBuilder::new()
+        .max_ack_inflight(config.window.max(1) + 1)
+        .build(client);
+    js.get_or_create_stream(jetstream::stream::Config {
+        name: config.stream.clone(),
+        subjects: vec!["tickwire.>".into()],
+        duplicate_window: DUPLICATE_WINDOW,
+        storage: jetstream::stream::StorageType::File,
+        ..Default::default()
+    })
+    .await
+    .map_err(|e| format!("cannot create stream {}: {e}", config.stream))?;
+    Ok(js)
+}
+
+async fn run(
+    config: RelayConfig,
+    queue: &Queue,
+    stats: &RelayStats,
+    stop: &Notify,
+) -> Result<(), String> {
+    let js = tokio::select! {
+        js = connect(&config) => js?,
+        () = stop.notified() => return Ok(()),
+    };
+    stats.ready.store(true, Ordering::Release);
+    let window = config.window.max(1);
+    let mut in_flight = FuturesUnordered::new();
+    // Messages whose ack failed, sent again (same id, so JetStream stores them once) before
+    // anything new; bounded by `window`, since each was in flight.
+    let mut retry: VecDeque<Outgoing> = VecDeque::new();
+    // Taken from the queue, not yet published: at most one batch.
+    let mut pending: VecDeque<crate::model::Envelope> = VecDeque::new();
+    let mut stopping = false;
+    let mut ended = false;
+    loop {
+        while in_flight.len() < window {
+            if let Some(out) = retry.pop_front() {
+                publish(&js, out, &mut in_flight, stats).await;
+                continue;
+            }
+            let Some(e) = pending.pop_front() else { break };
+            if !wire::relayed(&e.msg) {
+                continue;
+            }
+            let Some(raw) = e.raw.as_deref() else {
+                continue;
+            };
+            let out = Outgoing {
+                subject: wire::subject(config.venue, &e.msg),
+                id: wire::message_id(config.venue, &e.msg, raw),
+                payload: Bytes::from(wire::encode(config.venue, raw)),
+            };
+            publish(&js, out, &mut in_flight, stats).await;
+        }
+        if (stopping || ended) && in_flight.is_empty() && retry.is_empty() {
+            return Ok(());
+        }
+        let room = in_flight.len() < window
+            && retry.is_empty()
+            && pending.is_empty()
+            && !stopping
+            && !ended;
+        tokio::select! {
+            () = stop.notified(), if !stopping => {
+                // What was taken from the queue is still published; nothing new is taken.
+                stopping = true;
+            }
+            Some((out, ok)) = in_flight.next(), if !in_flight.is_empty() => {
+                stats.in_flight.fetch_sub(1, Ordering::Relaxed);
+                match ok {
+                    Ok(duplicate) => {
+                        stats.acked.fetch_add(1, Ordering::Relaxed);
+                        if duplicate {
+                            stats.deduplicated.fetch_add(1, Ordering::Relaxed);
+                        }
+                    }
+                    Err(e) => {
+                        log::warn!("publish of {} failed ({e}); retrying", out.id);
+                        stats.retried.fetch_add(1, Ordering::Relaxed);
+                        retry.push_back(out);
+                        // The broker is likely away: give it a moment before resending.
+                        tokio::time::sleep(Duration::from_millis(100)).await;
+                    }
+                }
+            }
+            pop = queue.pop_async(), if room => match pop {
+                Pop::Batch(items) => pending.extend(items),
+                Pop::Empty => {}
+                Pop::End(end) => {
+                    log::info!("relay's stream ended: {end:?}");
+                    ended = true;
+                }
+            },
+        }
+    }
+}
+
+type AckFuture =
+    std::pin::Pin<Box<dyn std::future::Future<Output = (Outgoing, Result<bool, String>)> + Send>>;
+
+async fn publish(
+    js: &jetstream::Context,
+    out: Outgoing,
+    in_flight: &mut FuturesUnordered<AckFuture>,
+    stats: &RelayStats,
+) {
+    stats.published.fetch_add(1, Ordering::Relaxed);
+    stats.in_flight.fetch_add(1, Ordering::Relaxed);
+    let sent = js
+        .send_publish(
+            out.subject.clone(),
+            jetstream::message::PublishMessage::build()
+                .payload(out.payload.clone())
+                .message_id(out.id.as_str()),
+        )
+        .await;
+    in_flight.push(Box::pin(async move {
+        let result = match sent {
+            Ok(ack) => ack.await.map(|a| a.duplicate).map_err(|e| e.to_string()),
+            Err(e) => Err(e.to_string()),
+        };
+        (out, result)
+    }));
+}

@@ -1,0 +1,211 @@
+"""Scale-out over a real NATS JetStream broker on 127.0.0.1: relay -> JetStream -> consumer.
+
+The tests start ``nats-server -js`` on a free port with its own store directory. Without the
+server installed they skip, except in CI (``CI=true``), where a missing server fails.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import socket
+import subprocess
+import time
+from collections import Counter
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+import tickwire as tw
+from _support import feed, is_data, record_of
+
+DEADLINE_S = 60.0
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+class Broker:
+    """One ``nats-server -js`` process; restartable on the same port and store."""
+
+    def __init__(self, binary: str, store: Path) -> None:
+        self.binary = binary
+        self.store = store
+        self.port = _free_port()
+        self.proc: subprocess.Popen[bytes] | None = None
+
+    @property
+    def url(self) -> str:
+        return f"nats://127.0.0.1:{self.port}"
+
+    def start(self) -> None:
+        self.proc = subprocess.Popen(
+            [self.binary, "-js", "-a", "127.0.0.1", "-p", str(self.port), "-sd", str(self.store)],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
+        deadline = time.monotonic() + DEADLINE_S
+        while True:
+            try:
+                with socket.create_connection(("127.0.0.1", self.port), timeout=1.0) as s:
+                    # The server's INFO line: it accepts clients.
+                    if s.recv(4).startswith(b"INFO"):
+                        return
+            except OSError:
+                pass
+            assert self.proc.poll() is None, "nats-server exited"
+            assert time.monotonic() < deadline, "nats-server did not start"
+
+    def stop(self) -> None:
+        if self.proc is not None:
+            self.proc.terminate()
+            self.proc.wait(timeout=DEADLINE_S)
+            self.proc = None
+
+
+@pytest.fixture
+def broker(tmp_path: Path) -> Iterator[Broker]:
+    binary = shutil.which("nats-server") or (
+        "/usr/sbin/nats-server" if os.path.exists("/usr/sbin/nats-server") else None
+    )
+    if binary is None:
+        if os.environ.get("CI") == "true":
+            pytest.fail("nats-server is not installed (.ci/run installs it)")
+        pytest.skip("nats-server is not installed (apt-get install nats-server)")
+    b = Broker(binary, tmp_path / "js")
+    b.start()
+    try:
+        yield b
+    finally:
+        b.stop()
+
+
+def _until(cond: Any, what: str, state: Any = None) -> None:
+    deadline = time.monotonic() + DEADLINE_S
+    while not cond():
+        shown = "" if state is None else f" ({state()})"
+        assert time.monotonic() < deadline, f"timed out waiting for {what}{shown}"
+        time.sleep(0.01)
+
+
+def _read(stream: tw.Stream, want: int, got: list[Any], events: list[Any]) -> None:
+    """Reads ``stream`` until ``got`` holds ``want`` data messages."""
+    deadline = time.monotonic() + DEADLINE_S
+    while len(got) < want:
+        assert time.monotonic() < deadline, f"got {len(got)} of {want} messages"
+        batch = stream.next_batch(timeout=0.5)
+        for m in batch or ():
+            (got if is_data(m) else events).append(m)
+
+
+def test_relay_to_consumer_is_exact(broker: Broker) -> None:
+    with tw.Simulator(rate=20_000, total=4_000, symbols=20, seed=3) as sim:
+        with tw.relay(feed(sim), nats=broker.url, reconnect=None) as relay:
+            _until(lambda: sim.stats().finished, "the simulator to finish")
+            (sent,) = sim.sent()
+            _until(lambda: relay.stats()["acked"] >= len(sent), "every publish acked")
+            stats = relay.stats()
+            assert stats["published"] == len(sent)
+            assert stats["deduplicated"] == 0
+        got: list[Any] = []
+        events: list[Any] = []
+        with tw.connect(tw.Nats(broker.url)) as stream:
+            _read(stream, len(sent), got, events)
+            assert stream.next_batch(timeout=0.3) is None, "more than the simulator sent"
+    assert [record_of(m) for m in got] == list(sent)
+    assert not [e for e in events if isinstance(e, tw.Gap)]
+    assert {type(m) for m in got} >= {tw.Trade, tw.Quote, tw.Book}
+
+
+def test_subject_filters_merge_and_start_sequences(broker: Broker) -> None:
+    with (
+        tw.Simulator(rate=20_000, total=2_000, symbols=5, seed=4) as sim,
+        tw.relay(feed(sim), nats=broker.url, reconnect=None) as relay,
+    ):
+        _until(lambda: sim.stats().finished, "the simulator to finish")
+        (sent,) = sim.sent()
+        _until(lambda: relay.stats()["acked"] >= len(sent), "every publish acked")
+    trades = [r for r in sent if r[0] == "trade"]
+    quotes = [r for r in sent if r[0] == "quote"]
+    subjects = ["tickwire.coinapi.trade.>", "tickwire.coinapi.quote.>"]
+    got: list[Any] = []
+    with tw.connect(tw.Nats(broker.url, subjects=subjects)) as stream:
+        _read(stream, len(trades) + len(quotes), got, [])
+    assert [record_of(m) for m in got if m.type == "trade"] == trades
+    assert [record_of(m) for m in got if m.type == "quote"] == quotes
+    # A stream sequence to start at: the last message only.
+    last: list[Any] = []
+    with tw.connect(tw.Nats(broker.url, start=len(sent))) as stream:
+        _read(stream, 1, last, [])
+    assert record_of(last[0]) == sent[-1]
+    with pytest.raises(ValueError, match="stream sequence"):
+        tw.Nats(broker.url, start=0)
+
+
+def test_two_relays_one_closed_midstream_give_each_trade_once(broker: Broker) -> None:
+    with tw.Simulator(rate=4_000, total=8_000, symbols=10, seed=5) as sim:
+        a = tw.relay(feed(sim, data_types=("trade",)), nats=broker.url, reconnect=None)
+        b = tw.relay(feed(sim, data_types=("trade",)), nats=broker.url, reconnect=None)
+        _until(lambda: sim.stats().open_connections == 2, "both relays connected")
+        _until(
+            lambda: a.stats()["acked"] > 1_000,
+            "relay a to publish",
+            lambda: (a.stats(), b.stats(), sim.stats()),
+        )
+        assert a.close()
+        _until(lambda: sim.stats().finished, "the simulator to finish")
+        trades = {r[3] for conn in sim.sent() for r in conn if r[0] == "trade"}
+        got: list[Any] = []
+        with tw.connect(tw.Nats(broker.url)) as stream:
+            _read(stream, len(trades), got, [])
+            assert stream.next_batch(timeout=0.3) is None, "a trade came twice"
+        assert b.stats()["deduplicated"] > 0
+        b.close()
+    uuids = Counter(m.uuid for m in got)
+    assert set(uuids) == trades
+    assert max(uuids.values()) == 1
+
+
+def test_broker_restart_loses_nothing(broker: Broker) -> None:
+    with tw.Simulator(rate=3_000, total=9_000, symbols=10, seed=6) as sim:
+        relay = tw.relay(feed(sim), nats=broker.url, reconnect=None)
+        _until(lambda: relay.stats()["ready"], "the relay's JetStream stream")
+        got: list[Any] = []
+        events: list[Any] = []
+        with tw.connect(tw.Nats(broker.url, stream="TICKWIRE")) as stream:
+            _until(lambda: relay.stats()["acked"] > 1_500, "the relay to publish", relay.stats)
+            _read(stream, 1_000, got, events)
+            broker.stop()
+            broker.start()
+            _until(lambda: sim.stats().finished, "the simulator to finish")
+            (sent,) = sim.sent()
+            _read(stream, len(sent), got, events)
+            assert stream.next_batch(timeout=0.3) is None, "a message came twice"
+        relay.close()
+    assert Counter(record_of(m) for m in got) == Counter(sent)
+    assert not [e for e in events if isinstance(e, tw.Gap)]
+
+
+def test_cli_relay_publishes_and_prints_its_counters(
+    broker: Broker, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from tickwire import cli
+
+    monkeypatch.setenv("COINAPI_KEY", "unused-by-the-simulator")
+    with tw.Simulator(rate=5_000, symbols=5, seed=7) as sim:
+        argv = ["relay", "coinapi", "--url", sim.url, "--types", "trade", "quote"]
+        argv += ["--nats", broker.url, "--nats-stream", "CLI", "--seconds", "1.5"]
+        assert cli.main(argv) == 0
+    last = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    assert last["acked"] > 0
+    assert last["acked"] == last["published"]
+    got: list[Any] = []
+    with tw.connect(tw.Nats(broker.url, stream="CLI")) as stream:
+        _read(stream, last["acked"], got, [])
+    assert {m.type for m in got} == {"trade", "quote"}
