@@ -207,8 +207,15 @@ impl StreamCore {
         commands: mpsc::UnboundedSender<Command>,
         shown_url: String,
     ) -> Self {
+        // Its task reports no connection machine's state: the feed is open once made.
+        let status = Arc::new(client::Status::default());
+        status.set_state(crate::feed::machine::State::Open);
         StreamCore {
-            session: Session::CoinApi(CoinApiSession::new(Scope::default())),
+            session: Arc::new(Mutex::new(Session::CoinApi(CoinApiSession::new(
+                Scope::default(),
+            )))),
+            books: None,
+            status,
             queue,
             commands,
             keys: Arc::new(Mutex::new(KeyCache::default())),
