@@ -65,7 +65,8 @@ def test_debug_records_are_not_even_made_above_debug(
 def test_records_keep_their_time_and_stream_and_arrive_while_nobody_reads(
     caplog: pytest.LogCaptureFixture, closed_port: int
 ) -> None:
-    policy = tw.ReconnectPolicy(initial_delay=0.05, max_delay=0.05, jitter=0.0)
+    # Enough first attempts to see six retries before the stream gives up.
+    policy = tw.ReconnectPolicy(initial_delay=0.05, max_delay=0.05, jitter=0.0, initial_attempts=20)
     with caplog.at_level(logging.INFO, logger="tickwire"):
         stream = tw.connect(tw.CoinAPI(url=f"ws://127.0.0.1:{closed_port}/v1/"), reconnect=policy)
         try:

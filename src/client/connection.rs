@@ -179,6 +179,7 @@ impl Io {
                     .perform(action, m, config, queue, commands, backoff, clocks)
                     .await
                 {
+                    add_counts(&queue.stats, m);
                     status.set_state(m.state());
                     return end;
                 }
@@ -288,6 +289,9 @@ impl Io {
             Action::Ping { to } => (to, Write::Ping),
             Action::Flush { to } => (to, Write::Flush),
             Action::Deliver(batch) => {
+                // What was read counts before the push, which may wait (block) or be the
+                // last thing this connection does: the stats say what came off the socket.
+                add_counts(&queue.stats, m);
                 if !queue.push(batch).await {
                     m.on_consumer_gone();
                 }
