@@ -11,21 +11,12 @@ from multiprocessing.connection import Connection
 from typing import Any
 
 import tickwire as tw
+from tickwire.cli import DEMO_ASSETS, MARKET_TYPES
 
-#: Every market type, and an asset filter every simulated symbol and exrate pair matches.
-ALL_TYPES = (
-    "trade",
-    "quote",
-    "book",
-    "book5",
-    "book20",
-    "book50",
-    "book_l3",
-    "ohlcv",
-    "exrate",
-    "index",
-)
-QUOTE_ASSETS = ("USD", "USDT", "USDC", "EUR", "BTC")
+#: Every market type, and an asset filter every simulated symbol and exrate pair matches
+#: (the demo's own scope).
+ALL_TYPES = MARKET_TYPES
+QUOTE_ASSETS = DEMO_ASSETS
 
 
 def rss_mb() -> float:
