@@ -702,7 +702,8 @@ impl Machine {
         }
     }
 
-    fn on_notice(&mut self, before_ns: i64, now: Clock) {
+    /// `_before_ns` is when the server says it will leave; the deadline does not follow it.
+    fn on_notice(&mut self, _before_ns: i64, now: Clock) {
         match self.settings.on_notice {
             OnNotice::WaitForClose => {}
             OnNotice::Immediate => {
@@ -714,11 +715,11 @@ impl Machine {
                 if self.successor.is_some() || !matches!(self.state, State::Open | State::Probing) {
                     return;
                 }
-                // Switch by before_time, and by notice + SWITCH_WITHIN whatever it says.
-                let until = Duration::from_nanos(
-                    u64::try_from(before_ns.saturating_sub(now.wall_ns)).unwrap_or(0),
-                );
-                let deadline = now.mono + until.min(SWITCH_WITHIN);
+                // The switch comes once the successor catches up, or at notice + SWITCH_WITHIN
+                // whatever before_time says: a `before_time` that is already due (CoinAPI
+                // gives it to the second) must not fail a successor still dialling; a server
+                // that leaves at before_time closes, and a ready successor takes over then.
+                let deadline = now.mono + SWITCH_WITHIN;
                 self.pinged_at = None;
                 self.go(State::Holding);
                 self.successor = Some(Successor {
