@@ -124,6 +124,10 @@ const SCENARIO_CUSIPS: [(&str, Quotes); 9] = [
 ];
 
 /// Real issuer prefixes for the rest of the universe.
+/// The most instruments a simulator makes (`symbols` above it is clamped): far above any real
+/// bond universe, and bounded so the generator always ends.
+pub(crate) const MAX_INSTRUMENTS: usize = 10_000_000;
+
 const ISSUERS: [&str; 14] = [
     "037833", "594918", "023135", "38141G", "46647P", "060505", "172967", "931142", "717081",
     "459200", "91282C", "912828", "912810", "3130AK",
@@ -150,17 +154,28 @@ impl Instruments {
             push(&mut list, c.to_owned(), q);
         }
         let alpha: Vec<char> = "ABCDEFGHJKLMNPQRSTUVWXYZ0123456789".chars().collect();
-        let mut k = 0usize;
-        while list.len() < n.max(SCENARIO_CUSIPS.len()) {
-            let issuer = ISSUERS[k % ISSUERS.len()];
-            let j = k / ISSUERS.len();
-            let issue: String = [
-                alpha[(j / alpha.len()) % alpha.len()],
-                alpha[j % alpha.len()],
+        let pairs = alpha.len() * alpha.len();
+        let two = |i: usize| {
+            [
+                alpha[(i / alpha.len()) % alpha.len()],
+                alpha[i % alpha.len()],
             ]
-            .iter()
-            .collect();
-            let base = format!("{issuer}{issue}");
+        };
+        let want = n.clamp(SCENARIO_CUSIPS.len(), MAX_INSTRUMENTS);
+        let mut k = 0usize;
+        // Two issue characters give each issuer 34^2 instruments; past that lap, the issuer's
+        // last two characters vary too, so any count up to MAX_INSTRUMENTS is reached (a
+        // variant that happens to equal another issuer's code is skipped by `seen`).
+        while list.len() < want && k < ISSUERS.len() * pairs * (pairs + 1) {
+            let j = k / ISSUERS.len();
+            let (lap, issue) = (j / pairs, two(j % pairs));
+            let real = ISSUERS[k % ISSUERS.len()];
+            let issuer: String = if lap == 0 {
+                real.to_owned()
+            } else {
+                real[..4].chars().chain(two(lap - 1)).collect()
+            };
+            let base: String = issuer.chars().chain(issue).collect();
             let cusip = format!("{base}{}", cusip_check(&base));
             push(&mut list, cusip, Quotes::Both);
             k += 1;
@@ -860,6 +875,23 @@ mod tests {
             );
         }
         assert_eq!(Instruments::new(0).list.len(), SCENARIO_CUSIPS.len());
+    }
+
+    /// Past 14 issuers x 34^2 issues (16,184) the generator once looped forever, so a CoinAPI
+    /// simulator with 30,000 symbols never started (it builds both universes).
+    #[test]
+    fn any_count_of_instruments_is_reached_with_unique_valid_ids() {
+        let n = 40_000;
+        let ins = Instruments::new(n);
+        assert_eq!(ins.list.len(), n);
+        assert_eq!(ins.by_id.len(), 2 * n, "every CUSIP and ISIN unique");
+        for i in ins.list.iter().step_by(997) {
+            assert_eq!(i.cusip.len(), 9);
+            assert_eq!(
+                cusip_check(&i.cusip[..8]),
+                i.cusip.chars().nth(8).unwrap_or(' ')
+            );
+        }
     }
 
     #[test]
