@@ -153,6 +153,7 @@ pub(crate) async fn drive(
         successor: None,
         connecting: None,
         made: false,
+        wedged: false,
     };
     out.watch(Some(&io.primary));
     let end = io
@@ -171,6 +172,9 @@ struct Io {
     successor: Option<Connection>,
     connecting: Option<PendingConnect>,
     made: bool,
+    /// A write on the primary failed or was abandoned (its peer stopped reading): a close
+    /// frame could not reach the peer either, so the socket is dropped without one.
+    wedged: bool,
 }
 
 impl Io {
@@ -351,11 +355,10 @@ impl Io {
                             tokio::spawn(c.close());
                         }
                     }
-                    Wire::Primary => {
-                        // Closed in place (within close_timeout) and swapped for nothing:
-                        // the caller drops this Io right after the `End` that follows.
-                        close_primary(&mut self.primary).await;
-                    }
+                    // Closed in place (within close_timeout) and swapped for nothing: the
+                    // caller drops this Io right after the `End` that follows.
+                    Wire::Primary if !self.wedged => close_primary(&mut self.primary).await,
+                    Wire::Primary => {}
                 }
                 return None;
             }
@@ -381,6 +384,9 @@ impl Io {
             }
         };
         let now = clocks.read();
+        if to == Wire::Primary && !matches!(result, Some(Ok(()))) {
+            self.wedged = true;
+        }
         match result {
             Some(Ok(())) => {}
             Some(Err(e)) => m.on_write_error(to, &e.reason, now),

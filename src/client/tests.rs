@@ -118,10 +118,10 @@ async fn a_peer_that_floods_pings_and_reads_nothing_is_left_at_the_write_timeout
         panic!("expected Disconnected, got {second:?}");
     };
     assert!(reason.contains("write_timeout"), "{reason}");
-    // The pong flush waited its write_timeout (10 s), then the close its close_timeout
-    // (2 s): within DESIGN.md's 20 s.
+    // The pong flush waited its write_timeout (10 s), within DESIGN.md's 20 s; no close
+    // frame is waited for, as the peer reads nothing.
     let took = connected.elapsed();
-    assert_eq!(took, Duration::from_secs(12));
+    assert_eq!(took, Duration::from_secs(10));
     assert!(
         status.counters.snapshot().last_frame_ns > 0,
         "the pings were read"
@@ -149,10 +149,7 @@ async fn close_frees_the_socket_within_close_timeout_while_a_write_is_stuck() {
     )
     .await;
     assert!(drained.is_ok(), "the peer's read ended");
-    assert!(
-        closing.elapsed() <= Duration::from_secs(2),
-        "{:?}",
-        closing.elapsed()
-    );
+    // Within close_timeout (2 s): at once, as the stuck write shows no close frame can go.
+    assert_eq!(closing.elapsed(), Duration::ZERO);
     assert_eq!(status.state(), State::Closed);
 }
