@@ -399,8 +399,12 @@ def main() -> None:
     if "c" in args.only:
         for mode in ("immediate", "make_before_break"):
             counts = [float(notice_every_connection(mode)) for _ in range(args.runs)]
-            summary(f"(c) notice on every connection, {mode}: connections in 3 s", counts, "",
-                    "target <= 12")
+            summary(
+                f"(c) notice on every connection, {mode}: connections in 3 s",
+                counts,
+                "",
+                "target <= 12",
+            )
     if "d" in args.only:
         waits = [refused_port() for _ in range(args.runs)]
         summary("(d) refused port: ConnectError after", waits, "s", "target <= 15 s")
