@@ -341,6 +341,8 @@ impl Io {
             Action::Switch => {
                 if let Some(next) = self.successor.take() {
                     let old = std::mem::replace(&mut self.primary, next);
+                    // What was stuck was the old primary's writes.
+                    self.wedged = false;
                     out.watch(Some(&self.primary));
                     // The old server is leaving; its close must not hold up the new stream.
                     tokio::spawn(old.close());
