@@ -366,8 +366,11 @@ def refused_port() -> float:
 
 
 def summary(name: str, values: list[float], unit: str, bound: str) -> None:
-    runs = ", ".join(f"{v:.3f}" for v in values)
-    print(f"{name}: median {statistics.median(values):.3f} {unit} (runs {runs}; {bound}); {load()}")
+    # Counts (no unit) print as whole numbers, times to the millisecond.
+    fmt = ".3f" if unit else ".0f"
+    runs = ", ".join(f"{v:{fmt}}" for v in values)
+    median = f"{statistics.median(values):{fmt}}"
+    print(f"{name}: median {median} {unit} (runs {runs}; {bound}); {load()}")
 
 
 def main() -> None:
