@@ -28,7 +28,8 @@ def rss_mb() -> float:
 
 def _serve(conn: Connection, port: int, kw: dict[str, Any]) -> None:
     """Child: serve one simulator per request on `port`; each ("start", faults) starts one,
-    ("stop",) closes it and answers its stats; ("exit",) ends the child."""
+    ("finished",) and ("generated",) answer its progress, ("stop",) closes it and answers its
+    stats; ("exit",) ends the child."""
     sim: Any = None
     while True:
         msg = conn.recv()
@@ -47,6 +48,8 @@ def _serve(conn: Connection, port: int, kw: dict[str, Any]) -> None:
         elif msg[0] == "finished":
             st = sim.stats()
             conn.send(st.finished)
+        elif msg[0] == "generated":
+            conn.send(sim.stats().generated)
         elif msg[0] == "stop":
             # Read before closing: a closed simulator has no counters. With `total=` the
             # simulator has finished sending by now, so this is exact.

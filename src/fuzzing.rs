@@ -357,7 +357,7 @@ pub fn queue_accounting(data: &[u8]) {
         "delivered + dropped = pushed"
     );
     assert_eq!(
-        q.stats.snapshot().dropped,
+        q.stats().dropped,
         dropped,
         "stats().dropped = sum of Dropped.count"
     );

@@ -8,12 +8,14 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use tokio::sync::mpsc;
 use tokio::time::Instant;
 
+use super::counters::Counters;
 use super::{ClientConfig, Command, Status};
-use crate::delivery::{Queue, Stats};
+use crate::delivery::Queue;
 use crate::feed::backoff::Backoff;
 use crate::feed::machine::{Action, Clock, End, Input, Machine, Request, Settings, Wire};
 use crate::feed::msgnum::MsgNumberTracker;
 use crate::protocol::Session;
+use crate::transport::watch::SocketWatch;
 use crate::transport::{ConnectFailure, Connection, Frame, TransportError};
 
 /// Wall clock now, ns since the epoch.
@@ -72,18 +74,36 @@ fn request(cmd: Option<Command>) -> Request {
     }
 }
 
-fn add_counts(stats: &Stats, m: &mut Machine) {
+fn add_counts(counters: &Counters, m: &mut Machine) {
     let c = m.take_counts();
     for (field, n) in [
-        (&stats.bytes, c.bytes),
-        (&stats.messages, c.messages),
-        (&stats.parse_errors, c.parse_errors),
-        (&stats.gaps, c.gaps),
-        (&stats.duplicates, c.duplicates),
+        (&counters.bytes, c.bytes),
+        (&counters.messages, c.messages),
+        (&counters.parse_errors, c.parse_errors),
+        (&counters.gaps, c.gaps),
+        (&counters.duplicates, c.duplicates),
     ] {
-        if n > 0 {
-            Stats::add(field, n);
+        Counters::add(field, n);
+    }
+}
+
+/// Where the task's results go: the consumer's queue, the stream's counters, and the inline
+/// consumer's socket watch (which is told the socket being read now).
+pub(crate) struct Sinks<'a> {
+    pub queue: &'a Arc<Queue>,
+    pub status: &'a Status,
+    pub watch: Option<&'a SocketWatch>,
+}
+
+impl Sinks<'_> {
+    fn watch(&self, conn: Option<&Connection>) {
+        if let Some(w) = self.watch {
+            w.set_socket(conn.map(Connection::raw_fd));
         }
+    }
+
+    fn counters(&self) -> &Counters {
+        &self.status.counters
     }
 }
 
@@ -103,12 +123,11 @@ pub(crate) struct Outcome {
 pub(crate) async fn drive(
     conn: Connection,
     config: &mut ClientConfig,
-    queue: &Arc<Queue>,
+    out: &Sinks<'_>,
     commands: &mut mpsc::UnboundedReceiver<Command>,
     replay: MsgNumberTracker,
     backoff: &mut Backoff,
     (shown_url, attempt): (&str, u32),
-    status: &Status,
 ) -> Outcome {
     let clocks = Clocks {
         origin: Instant::now(),
@@ -134,12 +153,13 @@ pub(crate) async fn drive(
         successor: None,
         connecting: None,
         made: false,
+        wedged: false,
     };
-    queue.watch_socket(Some(io.primary.raw_fd()));
+    out.watch(Some(&io.primary));
     let end = io
-        .run(&mut m, config, queue, commands, backoff, &clocks, status)
+        .run(&mut m, config, out, commands, backoff, &clocks)
         .await;
-    queue.watch_socket(None);
+    out.watch(None);
     let made = io.made;
     let (session, replay) = m.into_parts();
     config.session = session;
@@ -152,6 +172,9 @@ struct Io {
     successor: Option<Connection>,
     connecting: Option<PendingConnect>,
     made: bool,
+    /// A write on the primary failed or was abandoned (its peer stopped reading): a close
+    /// frame could not reach the peer either, so the socket is dropped without one.
+    wedged: bool,
 }
 
 impl Io {
@@ -163,11 +186,10 @@ impl Io {
         &mut self,
         m: &mut Machine,
         config: &ClientConfig,
-        queue: &Arc<Queue>,
+        out: &Sinks<'_>,
         commands: &mut mpsc::UnboundedReceiver<Command>,
         backoff: &mut Backoff,
         clocks: &Clocks,
-        status: &Status,
     ) -> End {
         let far = clocks.origin + Duration::from_secs(86_400 * 365);
         // One timer, re-armed only when the deadline moves: a fresh `sleep_until` per wake-up
@@ -176,16 +198,16 @@ impl Io {
         loop {
             while let Some(action) = m.poll() {
                 if let Some(end) = self
-                    .perform(action, m, config, queue, commands, backoff, clocks)
+                    .perform(action, m, config, out, commands, backoff, clocks)
                     .await
                 {
-                    add_counts(&queue.stats, m);
-                    status.set_state(m.state());
+                    add_counts(out.counters(), m);
+                    out.status.set_state(m.state());
                     return end;
                 }
             }
-            add_counts(&queue.stats, m);
-            status.set_state(m.state());
+            add_counts(out.counters(), m);
+            out.status.set_state(m.state());
             let at = m.next_deadline().map_or(far, |d| clocks.origin + d);
             if timer.deadline() != at {
                 timer.as_mut().reset(at);
@@ -221,7 +243,7 @@ impl Io {
                 }
                 first = self.primary.next() => {
                     let now = self.burst(m, first, clocks);
-                    queue.stats.last_frame_ns.store(now.wall_ns, Relaxed);
+                    out.counters().last_frame_ns.store(now.wall_ns, Relaxed);
                     m.end_burst(now);
                 }
                 () = timer.as_mut() => m.on_deadline(clocks.read()),
@@ -279,7 +301,7 @@ impl Io {
         action: Action,
         m: &mut Machine,
         config: &ClientConfig,
-        queue: &Arc<Queue>,
+        out: &Sinks<'_>,
         commands: &mut mpsc::UnboundedReceiver<Command>,
         backoff: &mut Backoff,
         clocks: &Clocks,
@@ -291,15 +313,15 @@ impl Io {
             Action::Deliver(batch) => {
                 // What was read counts before the push, which may wait (block) or be the
                 // last thing this connection does: the stats say what came off the socket.
-                add_counts(&queue.stats, m);
-                if !queue.push(batch).await {
+                add_counts(out.counters(), m);
+                if !out.queue.push(batch).await {
                     m.on_consumer_gone();
                 }
                 return None;
             }
             Action::Established => {
                 self.made = true;
-                queue.settle();
+                out.queue.settle();
                 return None;
             }
             Action::OpenSuccessor => {
@@ -319,7 +341,9 @@ impl Io {
             Action::Switch => {
                 if let Some(next) = self.successor.take() {
                     let old = std::mem::replace(&mut self.primary, next);
-                    queue.watch_socket(Some(self.primary.raw_fd()));
+                    // What was stuck was the old primary's writes.
+                    self.wedged = false;
+                    out.watch(Some(&self.primary));
                     // The old server is leaving; its close must not hold up the new stream.
                     tokio::spawn(old.close());
                 }
@@ -333,11 +357,10 @@ impl Io {
                             tokio::spawn(c.close());
                         }
                     }
-                    Wire::Primary => {
-                        // Closed in place (within close_timeout) and swapped for nothing:
-                        // the caller drops this Io right after the `End` that follows.
-                        close_primary(&mut self.primary).await;
-                    }
+                    // Closed in place (within close_timeout) and swapped for nothing: the
+                    // caller drops this Io right after the `End` that follows.
+                    Wire::Primary if !self.wedged => close_primary(&mut self.primary).await,
+                    Wire::Primary => {}
                 }
                 return None;
             }
@@ -363,6 +386,9 @@ impl Io {
             }
         };
         let now = clocks.read();
+        if to == Wire::Primary && !matches!(result, Some(Ok(()))) {
+            self.wedged = true;
+        }
         match result {
             Some(Ok(())) => {}
             Some(Err(e)) => m.on_write_error(to, &e.reason, now),

@@ -2,6 +2,7 @@
 //! the delivery queue, and owns reconnects. One task per stream on the shared runtime.
 
 mod connection;
+pub mod counters;
 
 use std::sync::atomic::{AtomicU8, Ordering::Relaxed};
 use std::sync::Arc;
@@ -17,9 +18,12 @@ use crate::feed::machine::{End, Fatal};
 use crate::feed::msgnum::MsgNumberTracker;
 use crate::model::{Envelope, Msg};
 use crate::protocol::{ScopeChange, Session};
+use crate::transport::watch::SocketWatch;
 use crate::transport::{ConnectFailure, ConnectOptions, Connection};
 
 pub use connection::wall_ns;
+use connection::Sinks;
+pub use counters::{Counters, CountersSnapshot};
 
 /// What the consumer asks of a running stream.
 #[derive(Debug)]
@@ -38,12 +42,14 @@ pub enum Command {
 
 pub use crate::feed::machine::{OnNotice, State};
 
-/// What a running stream shows of its connection: the machine's state, and the cause the
-/// current attempt is waiting on (for `stream.state` and the CLI).
+/// What a running stream shows of its connection: the machine's state, the cause the
+/// current attempt is waiting on (for `stream.state` and the CLI), and the connection's
+/// counters. The stream's task writes all three; it alone owns them.
 #[derive(Debug)]
 pub struct Status {
     state: AtomicU8,
     waiting: Mutex<Option<String>>,
+    pub counters: Counters,
 }
 
 const STATES: [State; 7] = [
@@ -61,6 +67,7 @@ impl Default for Status {
         Status {
             state: AtomicU8::new(0),
             waiting: Mutex::new(None),
+            counters: Counters::default(),
         }
     }
 }
@@ -142,11 +149,13 @@ pub fn log_context() -> Option<LogContext> {
 }
 
 /// Starts the stream's task on `handle`; returns the command channel and the stream's
-/// status. `stream_id` tags the task's log records (see [`LogContext`]).
+/// status. `stream_id` tags the task's log records (see [`LogContext`]); `watch`, an inline
+/// consumer's readiness set, is told which socket the stream reads.
 pub fn spawn(
     handle: &tokio::runtime::Handle,
     config: ClientConfig,
     queue: Arc<Queue>,
+    watch: Option<Arc<SocketWatch>>,
     stream_id: u64,
 ) -> (mpsc::UnboundedSender<Command>, Arc<Status>) {
     let (tx, rx) = mpsc::unbounded_channel();
@@ -155,7 +164,7 @@ pub fn spawn(
         stream_id,
         url: redact_url(&config.connect.url).into(),
     };
-    handle.spawn(LOG_CONTEXT.scope(context, run(config, queue, rx, status.clone())));
+    handle.spawn(LOG_CONTEXT.scope(context, run(config, queue, rx, status.clone(), watch)));
     (tx, status)
 }
 
@@ -178,7 +187,13 @@ async fn run(
     queue: Arc<Queue>,
     mut commands: mpsc::UnboundedReceiver<Command>,
     status: Arc<Status>,
+    watch: Option<Arc<SocketWatch>>,
 ) {
+    let out = Sinks {
+        queue: &queue,
+        status: &status,
+        watch: watch.as_deref(),
+    };
     let policy = config.reconnect.clone();
     let mut backoff = Backoff::new(policy.clone().unwrap_or_default());
     // Until the first connection is made, this many dials (the first included) are tried.
@@ -212,12 +227,11 @@ async fn run(
                 let out = connection::drive(
                     conn,
                     &mut config,
-                    &queue,
+                    &out,
                     &mut commands,
                     std::mem::take(&mut replay),
                     &mut backoff,
                     (&shown_url, attempt),
-                    &status,
                 )
                 .await;
                 replay = out.replay;
@@ -342,7 +356,7 @@ async fn run(
             }
         }
         attempt = attempt.saturating_add(1);
-        crate::delivery::Stats::add(&queue.stats.reconnects, 1);
+        Counters::add(&status.counters.reconnects, 1);
     }
 }
 
@@ -357,7 +371,10 @@ fn apply_offline(session: &mut Session, cmd: Command) {
 }
 
 #[cfg(test)]
-mod tests {
+mod tests;
+
+#[cfg(test)]
+mod url_tests {
     use super::*;
 
     #[test]

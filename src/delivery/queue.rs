@@ -21,7 +21,6 @@ use std::time::{Duration, Instant};
 use parking_lot::{Condvar, Mutex};
 use tokio::sync::Notify;
 
-use super::stats::Stats;
 use super::wake::WakePipe;
 use crate::model::{Envelope, Msg};
 
@@ -183,6 +182,10 @@ struct State {
     bytes: usize,
     /// The most envelopes queued at once.
     high_water: usize,
+    /// Items the overflow policy dropped, each counted once (see the module's comment).
+    dropped: u64,
+    /// Batches handed to the consumer.
+    batches_taken: u64,
     end: Option<StreamEnd>,
     /// An asyncio consumer is waiting on the pipe.
     armed: bool,
@@ -204,7 +207,21 @@ pub struct Queue {
     wake: Option<WakePipe>,
     /// Wakes `pop_async` (a consumer driving the runtime itself).
     ready_async: Notify,
-    pub stats: Stats,
+}
+
+/// The queue's own counters at one moment (the connection's are the client's).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct QueueStats {
+    /// Envelopes queued now.
+    pub depth: usize,
+    /// The most envelopes queued at once.
+    pub high_water: usize,
+    /// The summed [`weight`] queued now.
+    pub bytes: usize,
+    /// Items the overflow policy dropped (`stats().dropped`).
+    pub dropped: u64,
+    /// Batches handed to the consumer (`stats().batches`).
+    pub batches: u64,
 }
 
 impl Queue {
@@ -239,7 +256,6 @@ impl Queue {
             overflow,
             wake,
             ready_async: Notify::new(),
-            stats: Stats::default(),
         })
     }
 
@@ -247,25 +263,12 @@ impl Queue {
         self.wake.as_ref().map(WakePipe::read_fd)
     }
 
-    /// The socket an inline consumer's loop should watch from now on (`None`: disconnected).
-    pub fn watch_socket(&self, fd: Option<i32>) {
-        if let Some(w) = &self.wake {
-            w.watch_socket(fd);
-        }
-    }
-
-    /// For an inline asyncio consumer about to look for work: clears the loop's pending edges
-    /// and disarms the pipe (its own reading needs no wake-up byte). True if data arrived
-    /// since the last look: then the consumer should read it itself (and so take the runtime
-    /// back from the background thread, if that one got there first).
-    pub fn wants_inline_read(&self) -> bool {
-        if !self.wake.as_ref().is_some_and(WakePipe::harvest) {
-            return false;
-        }
+    /// Disarms the wake-up pipe and empties it, for an inline asyncio consumer that found
+    /// data on its socket: its own reading needs no wake-up byte.
+    pub fn disarm(&self) {
         let mut st = self.state.lock();
         st.armed = false;
         self.drain_wake(&mut st);
-        true
     }
 
     /// Whether a batch (or the end) is waiting.
@@ -372,7 +375,7 @@ impl Queue {
                 break;
             }
         }
-        Stats::add(&self.stats.dropped, dropped);
+        st.dropped += dropped;
         // A Dropped at the end of the head merges with one at the front of what stays.
         if let Some(Envelope {
             msg: Msg::Dropped { count: n, .. },
@@ -439,7 +442,7 @@ impl Queue {
         st.batches.retain(|b| !b.is_empty());
         st.queued -= removed;
         if removed > 0 {
-            Stats::add(&self.stats.dropped, removed as u64);
+            st.dropped += removed as u64;
             self.note_dropped(st, removed as u64, "conflated (overflow=conflate)");
         }
         removed
@@ -573,7 +576,7 @@ impl Queue {
         if let Some(b) = st.batches.pop_front() {
             st.queued -= b.len();
             st.bytes -= b.iter().map(weight).sum::<usize>();
-            Stats::add(&self.stats.batches, 1);
+            st.batches_taken += 1;
             self.space.notify_waiters();
             return Some(Pop::Batch(b));
         }
@@ -702,10 +705,16 @@ impl Queue {
         self.state.lock().queued
     }
 
-    /// Envelopes queued now, the most queued at once, and the [`weight`] queued now.
-    pub fn depth(&self) -> (usize, usize, usize) {
+    /// The queue's counters now.
+    pub fn stats(&self) -> QueueStats {
         let st = self.state.lock();
-        (st.queued, st.high_water, st.bytes)
+        QueueStats {
+            depth: st.queued,
+            high_water: st.high_water,
+            bytes: st.bytes,
+            dropped: st.dropped,
+            batches: st.batches_taken,
+        }
     }
 }
 
@@ -769,7 +778,7 @@ mod tests {
         };
         let delivered = b.len() as u64 - 2;
         assert_eq!(count + delivered, 21);
-        assert_eq!(q.stats.snapshot().dropped, count);
+        assert_eq!(q.stats().dropped, count);
         assert!(b.len() <= 12);
     }
 
@@ -829,7 +838,7 @@ mod tests {
             blocked,
             "a queue of non-state messages must block, not drop"
         );
-        assert_eq!(q.stats.snapshot().dropped, 0);
+        assert_eq!(q.stats().dropped, 0);
     }
 
     #[test]
@@ -871,6 +880,42 @@ mod tests {
         let n = unsafe { libc::read(fd, buf.as_mut_ptr().cast(), buf.len()) };
         assert_eq!(n, 1);
         assert!(matches!(q.pop_or_arm(), Pop::Batch(_)));
+    }
+
+    #[test]
+    fn a_disarmed_consumer_gets_no_wake_up_byte() {
+        let q = Queue::new(10, 10, Overflow::Block, Some(WakePipe::new().unwrap()));
+        assert!(matches!(q.pop_or_arm(), Pop::Empty));
+        // An inline consumer found data on its socket and reads it itself.
+        q.disarm();
+        block_on(async { q.push(msgs(1)).await });
+        let fd = q.wake_fd().unwrap();
+        let mut buf = [0u8; 8];
+        // SAFETY: reading into a local buffer from the queue's own (non-blocking) pipe.
+        let n = unsafe { libc::read(fd, buf.as_mut_ptr().cast(), buf.len()) };
+        assert_eq!(n, -1, "nothing was written");
+    }
+
+    #[test]
+    fn the_queue_counts_what_it_hands_out_and_drops() {
+        let q = Queue::new(4, 2, Overflow::DropOldest, None);
+        block_on(async {
+            for _ in 0..3 {
+                q.push(msgs(2)).await;
+            }
+        });
+        // Two heartbeats went, and the Dropped event that says so took a slot.
+        let s = q.stats();
+        assert_eq!((s.depth, s.high_water, s.dropped), (5, 5, 2));
+        let mut taken = 0;
+        while let Pop::Batch(_) = q.pop(Some(Duration::ZERO)) {
+            taken += 1;
+        }
+        let s = q.stats();
+        assert_eq!(s.batches, taken);
+        assert_eq!(s.depth, 0);
+        assert_eq!(s.high_water, 5, "the high water mark stays");
+        assert_eq!(s.dropped, 2);
     }
 
     fn trade(sym: &str, seq: u64) -> Envelope {
@@ -933,7 +978,7 @@ mod tests {
         let kinds: Vec<&str> = got.iter().map(|e| e.msg.type_name()).collect();
         assert_eq!(kinds, ["dropped", "trade", "trade"], "{got:?}");
         assert!(matches!(got[0].msg, Msg::Dropped { count: 3, .. }));
-        assert_eq!(q.stats.snapshot().dropped, 3);
+        assert_eq!(q.stats().dropped, 3);
     }
 
     #[test]
@@ -995,7 +1040,7 @@ mod tests {
             })
             .sum();
         assert_eq!(delivered + dropped_events[0], pushed);
-        assert_eq!(q.stats.snapshot().dropped, dropped_events[0]);
+        assert_eq!(q.stats().dropped, dropped_events[0]);
         assert!(matches!(got[0].msg, Msg::Connected { .. }));
     }
 
@@ -1013,11 +1058,15 @@ mod tests {
                     }),
                 )])
                 .await;
-                let (_, _, bytes) = q.depth();
+                let bytes = q.stats().bytes;
                 assert!(bytes <= 50_000, "{bytes}");
             }
         });
-        let (queued, high, _) = q.depth();
+        let QueueStats {
+            depth: queued,
+            high_water: high,
+            ..
+        } = q.stats();
         assert!(queued <= 5, "{queued}");
         assert!(high <= 6);
         // Blocking obeys the byte bound too: a push that does not fit waits.

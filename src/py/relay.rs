@@ -68,7 +68,7 @@ impl RelayCore {
         d.set_item("deduplicated", s.deduplicated.load(Relaxed))?;
         d.set_item("retried", s.retried.load(Relaxed))?;
         d.set_item("in_flight", s.in_flight.load(Relaxed))?;
-        d.set_item("lag", self.stream.get().queue().depth().0)?;
+        d.set_item("lag", self.stream.get().queue().stats().depth)?;
         d.set_item("ready", s.ready.load(std::sync::atomic::Ordering::Acquire))?;
         Ok(d)
     }
@@ -140,12 +140,8 @@ fn nats_stream(
     if !(connect_timeout.is_finite() && connect_timeout > 0.0) {
         return Err(Error::Config("connect_timeout must be positive".into()).into());
     }
-    let wake = if io().inline().is_some() {
-        crate::delivery::wake::WakePipe::with_socket_watch()
-    } else {
-        crate::delivery::wake::WakePipe::new()
-    }
-    .map_err(|e| Error::Config(format!("cannot create the wake-up pipe: {e}")))?;
+    let (wake, watch) = super::runtime::wake_ups()
+        .map_err(|e| Error::Config(format!("cannot create the wake-up pipe: {e}")))?;
     let queue = Queue::with_max_bytes(
         queue_size,
         crate::delivery::queue::DEFAULT_MAX_BYTES,
@@ -165,7 +161,7 @@ fn nats_stream(
         connect_timeout: Duration::from_secs_f64(connect_timeout.min(3600.0)),
     };
     consume::spawn(io().handle(), config, queue.clone(), rx);
-    Ok(StreamCore::fed(queue, tx, shown))
+    Ok(StreamCore::fed(queue, watch, tx, shown))
 }
 
 pub fn register(m: &Bound<'_, PyModule>) -> PyResult<()> {

@@ -209,6 +209,26 @@ fn get_or_make<T>(slot: &'static AtomicPtr<T>, make: impl FnOnce() -> T) -> (&'s
 }
 
 /// The process-wide runtime every stream runs on (`TICKWIRE_IO`, `TICKWIRE_IO_THREADS`).
+/// A consumer's wake-ups: the pipe the stream's queue writes to and, with inline I/O, the
+/// readiness set its loop watches instead (the pipe and the stream's socket), which the
+/// stream's task keeps pointed at the socket it reads.
+///
+/// # Errors
+/// When the process is out of file descriptors.
+pub(crate) fn wake_ups() -> std::io::Result<(
+    crate::delivery::wake::WakePipe,
+    Option<std::sync::Arc<crate::transport::watch::SocketWatch>>,
+)> {
+    let pipe = crate::delivery::wake::WakePipe::new()?;
+    let watch = match io().inline() {
+        Some(_) => Some(std::sync::Arc::new(
+            crate::transport::watch::SocketWatch::new(pipe.read_fd())?,
+        )),
+        None => None,
+    };
+    Ok((pipe, watch))
+}
+
 pub(crate) fn io() -> &'static Io {
     let (io, made) = get_or_make(&IO, || Io::new(mode_from_env()));
     if made {

@@ -21,6 +21,7 @@ use crate::feed::backoff::BackoffPolicy;
 use crate::protocol::coinapi::{CoinApiSession, Scope};
 use crate::protocol::moment::{MomentSession, MomentStream};
 use crate::protocol::{ScopeChange, Session};
+use crate::transport::watch::SocketWatch;
 use crate::transport::ConnectOptions;
 
 /// Sync waits wake this often to let Ctrl-C through.
@@ -35,6 +36,9 @@ pub struct StreamCore {
     /// `books=True`: the maintained books.
     books: Option<Arc<Books>>,
     queue: Arc<Queue>,
+    /// With inline I/O: what the consumer's loop watches (the queue's wake-up pipe and the
+    /// socket the task reads now).
+    watch: Option<Arc<SocketWatch>>,
     commands: mpsc::UnboundedSender<Command>,
     /// The connection's state, written by the stream's task.
     status: Arc<client::Status>,
@@ -204,6 +208,7 @@ impl StreamCore {
     /// A stream whose queue another task fills (the `Nats` feed): `commands` reach that task.
     pub(crate) fn fed(
         queue: Arc<Queue>,
+        watch: Option<Arc<SocketWatch>>,
         commands: mpsc::UnboundedSender<Command>,
         shown_url: String,
     ) -> Self {
@@ -217,6 +222,7 @@ impl StreamCore {
             books: None,
             status,
             queue,
+            watch,
             commands,
             keys: Arc::new(Mutex::new(KeyCache::default())),
             latency: Mutex::new(LatencyHistogram::default()),
@@ -535,23 +541,21 @@ impl StreamCore {
             hold_limit: queue_size,
             keep_raw,
         };
-        let wake = if io().inline().is_some() {
-            crate::delivery::wake::WakePipe::with_socket_watch()
-        } else {
-            crate::delivery::wake::WakePipe::new()
-        }
-        .map_err(|e| Error::Config(format!("cannot create the wake-up pipe: {e}")))?;
+        let (wake, watch) = super::runtime::wake_ups()
+            .map_err(|e| Error::Config(format!("cannot create the wake-up pipe: {e}")))?;
         let queue =
             Queue::with_max_bytes(queue_size, queue_bytes, batch_size, overflow, Some(wake));
         let id = NEXT_ID.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         let shown_url = client::redact_url(&config.connect.url);
         // The application may have set the `tickwire` logger's level since the last look.
         Python::attach(super::logs::sync_level);
-        let (commands, status) = client::spawn(io().handle(), config, queue.clone(), id);
+        let (commands, status) =
+            client::spawn(io().handle(), config, queue.clone(), watch.clone(), id);
         Ok(StreamCore {
             session: Arc::new(Mutex::new(session)),
             books: books.then(|| Arc::new(Books::new())),
             queue,
+            watch,
             commands,
             status,
             keys: Arc::new(Mutex::new(KeyCache::default())),
@@ -614,12 +618,14 @@ impl StreamCore {
         if let Some(pop) = self.spin(py, None) {
             return self.answer(py, pop);
         }
-        if let Some(inline) = io().inline() {
+        if let (Some(inline), Some(watch)) = (io().inline(), &self.watch) {
             // Data arrived since the last look: read it on this thread, a few driver polls at
-            // most (the loop must not block). Otherwise nothing new is there to read, and the
-            // loop may sleep until the next edge.
+            // most (the loop must not block), with the pipe disarmed (this reading needs no
+            // wake-up byte). Otherwise nothing new is there to read, and the loop may sleep
+            // until the next edge.
             let q = &self.queue;
-            if q.wants_inline_read() {
+            if watch.harvest() {
+                q.disarm();
                 let mut polls = 0;
                 py.detach(|| {
                     run_until_ready(inline, q, || {
@@ -712,13 +718,18 @@ impl StreamCore {
     /// The fd an asyncio loop watches for wake-ups.
     #[getter]
     fn wake_fd(&self) -> i32 {
-        self.queue.wake_fd().unwrap_or(-1)
+        match &self.watch {
+            Some(w) => w.fd(),
+            None => self.queue.wake_fd().unwrap_or(-1),
+        }
     }
 
     fn stats(&self, py: Python<'_>) -> PyResult<Stats> {
         self.usable()?;
         super::logs::flush(py);
-        let s = self.queue.stats.snapshot();
+        // The connection's counters are the task's, the queue's its own.
+        let s = self.status.counters.snapshot();
+        let q = self.queue.stats();
         let h = self.latency.lock().clone();
         let lat = PyDict::new(py);
         lat.set_item("p50", h.quantile_us(0.5))?;
@@ -728,22 +739,21 @@ impl StreamCore {
         let lag = PyDict::new(py);
         lag.set_item("p50", g.quantile_us(0.5))?;
         lag.set_item("p99", g.quantile_us(0.99))?;
-        let (depth, high_water, _) = self.queue.depth();
         Ok(Stats {
             messages: s.messages,
             bytes: s.bytes,
-            batches: s.batches,
+            batches: q.batches,
             gaps: s.gaps,
             duplicates: s.duplicates,
-            dropped: s.dropped,
+            dropped: q.dropped,
             parse_errors: s.parse_errors,
             reconnects: s.reconnects,
             book_updates_dropped: self.books.as_ref().map_or(0, |b| b.dropped_updates()),
             last_frame_age_s: (s.last_frame_ns > 0)
                 .then(|| (wall_ns() - s.last_frame_ns) as f64 / 1e9),
             latency_us: lat.unbind(),
-            queue_depth: depth as u64,
-            queue_high_water: high_water as u64,
+            queue_depth: q.depth as u64,
+            queue_high_water: q.high_water as u64,
             lag_us: lag.unbind(),
         })
     }

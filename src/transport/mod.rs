@@ -18,6 +18,11 @@ use yawc::{
 
 pub mod fds;
 mod strict;
+#[cfg(test)]
+pub(crate) mod testing;
+#[cfg(test)]
+mod tests;
+pub mod watch;
 
 use strict::Strict;
 
