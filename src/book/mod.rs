@@ -83,6 +83,14 @@ impl L2Book {
     pub fn crossed(&self) -> bool {
         crossed(&self.bids, &self.asks)
     }
+
+    /// The book as a snapshot's levels: `(bids, asks)`, best first.
+    pub fn to_snapshot(&self) -> (Vec<Level>, Vec<Level>) {
+        (
+            self.bids.iter().copied().collect(),
+            self.asks.iter().copied().collect(),
+        )
+    }
 }
 
 fn count_bad(v: &[Level]) -> u64 {
