@@ -45,33 +45,38 @@ impl Ladder {
     #[inline]
     fn find(&self, price: f64) -> (usize, bool) {
         let k = self.key(price);
-        let n = self.levels.len();
-        // Searched from the best end: the changed level is usually within a few of it.
-        let mut i = n;
-        let mut steps = 0;
-        while i > 0 && steps < 8 {
-            let here = self.key(self.levels[i - 1].0);
+        let (front, back) = self.levels.as_slices();
+        // Searched from the best end, within its contiguous part: the changed level is
+        // usually within a few of it.
+        let (tail, off) = if back.is_empty() {
+            (front, 0)
+        } else {
+            (back, front.len())
+        };
+        let mut i = tail.len();
+        let stop = i.saturating_sub(8);
+        while i > stop {
+            let here = self.key(tail[i - 1].0);
             if here == k {
-                return (i - 1, true);
+                return (off + i - 1, true);
             }
             if here < k {
-                return (i, false);
+                return (off + i, false);
             }
             i -= 1;
-            steps += 1;
         }
         // Then the worst end, where deep books change next most often.
-        if i > 0 && self.key(self.levels[0].0) >= k {
-            return (0, self.levels[0].0 == price);
+        match self.levels.front() {
+            None => return (0, false),
+            Some(w) if self.key(w.0) >= k => return (0, w.0 == price),
+            Some(_) => {}
         }
-        let (front, back) = self.levels.as_slices();
-        let j = if back.is_empty() || front.last().is_some_and(|l| self.key(l.0) >= k) {
+        let j = if off > 0 && back.first().is_some_and(|l| self.key(l.0) >= k) {
             front.partition_point(|l| self.key(l.0) < k)
         } else {
-            front.len() + back.partition_point(|l| self.key(l.0) < k)
-        }
-        .min(i);
-        (j, j < n && self.levels[j].0 == price)
+            off + tail[..i].partition_point(|l| self.key(l.0) < k)
+        };
+        (j, self.levels.get(j).is_some_and(|l| l.0 == price))
     }
 
     /// Sets the size at `price`; a size of 0 removes the level. Returns the previous size.

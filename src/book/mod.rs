@@ -9,7 +9,7 @@ mod store;
 
 pub use l3::{L3Book, Order};
 pub use ladder::Ladder;
-pub use store::{AnyBook, BookStats, BookStore, BookType, Resync, ResyncLimiter};
+pub use store::{AnyBook, BookStats, BookStore, BookType, RefreshGate, Resync, ResyncLimiter};
 
 use crate::model::Level;
 

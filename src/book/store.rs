@@ -481,6 +481,62 @@ impl ResyncLimiter {
     }
 }
 
+/// Paces refreshes, the resync of books in a filtered scope: a new connection with the same
+/// scope whose fresh snapshots replace every book. At most one refresh per `interval`; the
+/// interval starts at `initial` and doubles (up to `max`) each time a refresh is asked for
+/// while the previous one has not completed (no `Switched` or `Connected` since), and goes
+/// back to `initial` when one completes. Constant state.
+#[derive(Debug)]
+pub struct RefreshGate {
+    initial: Duration,
+    max: Duration,
+    interval: Duration,
+    next: Option<Instant>,
+    outstanding: bool,
+}
+
+impl Default for RefreshGate {
+    fn default() -> Self {
+        RefreshGate::new(Duration::from_secs(1), Duration::from_secs(60))
+    }
+}
+
+impl RefreshGate {
+    pub fn new(initial: Duration, max: Duration) -> Self {
+        RefreshGate {
+            initial,
+            max: max.max(initial),
+            interval: initial,
+            next: None,
+            outstanding: false,
+        }
+    }
+
+    /// Whether to ask for a refresh at `now`, given whether a book needs one.
+    pub fn due(&mut self, now: Instant, needed: bool) -> bool {
+        if !needed || self.next.is_some_and(|t| now < t) {
+            return false;
+        }
+        if self.outstanding {
+            self.interval = self.interval.saturating_mul(2).min(self.max);
+        }
+        self.outstanding = true;
+        self.next = Some(now + self.interval);
+        true
+    }
+
+    /// A new connection took over (a switch or a reconnect): the last refresh completed.
+    pub fn completed(&mut self) {
+        self.outstanding = false;
+        self.interval = self.initial;
+    }
+
+    /// The wait after the latest refresh.
+    pub fn interval(&self) -> Duration {
+        self.interval
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -709,6 +765,30 @@ mod tests {
         assert_eq!(x.bids.best(), Some((10.0, 3.0)));
         assert_eq!(x.order_count(), 3);
         assert!(s.l2("X").is_none());
+    }
+
+    #[test]
+    fn refreshes_are_spaced_and_back_off_until_one_completes() {
+        let t0 = Instant::now();
+        let s = Duration::from_secs;
+        let mut g = RefreshGate::new(s(1), s(4));
+        assert!(!g.due(t0, false), "nothing needs one");
+        assert!(g.due(t0, true));
+        assert!(!g.due(t0 + Duration::from_millis(999), true));
+        // Not completed: 2 s, then 4 s (the cap), then 4 s.
+        assert!(g.due(t0 + s(1), true));
+        assert_eq!(g.interval(), s(2));
+        assert!(!g.due(t0 + Duration::from_millis(2999), true));
+        assert!(g.due(t0 + s(3), true));
+        assert_eq!(g.interval(), s(4));
+        assert!(g.due(t0 + s(7), true));
+        assert_eq!(g.interval(), s(4));
+        // One completes: back to 1 s after the current wait.
+        g.completed();
+        assert!(!g.due(t0 + s(10), true));
+        assert!(g.due(t0 + s(11), true));
+        assert_eq!(g.interval(), s(1));
+        assert!(g.due(t0 + s(12), true));
     }
 
     #[test]

@@ -19,7 +19,10 @@
 //!   and the successor's messages the old connection delivered are still dropped.
 //! - Bound: one entry per book stream either connection carried, each holding one book until
 //!   its snapshot is delivered; a snapshot is advanced by at most `limit` updates, then
-//!   delivered as it stands (the updates after it may then repeat the old connection's).
+//!   delivered as it stands (the updates after it may then repeat the old connection's). The
+//!   hand-over ends after `limit` messages of the new connection: a snapshot still held then
+//!   (a book quiet since) is delivered as it stands, and books still without one are left to
+//!   the consumer's rule (an update first after a switch resets the book).
 
 use std::collections::{HashMap, HashSet};
 
@@ -72,6 +75,8 @@ pub(crate) struct BookHandover {
     /// Identities of the book messages the old connection delivered since the notice.
     seen: HashSet<Identity>,
     limit: usize,
+    /// Messages passed through so far.
+    passed: usize,
     /// Successor messages not delivered (repeats, folded into a snapshot, before a snapshot).
     pub dropped: u64,
 }
@@ -108,6 +113,7 @@ impl BookHandover {
             books,
             seen,
             limit: limit.max(1),
+            passed: 0,
             dropped: 0,
         }
     }
@@ -117,8 +123,38 @@ impl BookHandover {
         self.books.is_empty()
     }
 
+    /// Whether the hand-over has run its course (see the module's bound); then call
+    /// [`BookHandover::finish`].
+    pub(crate) fn expired(&self) -> bool {
+        self.passed >= self.limit
+    }
+
+    /// Ends the hand-over: snapshots still held are delivered as they stand.
+    pub(crate) fn finish(&mut self, out: &mut Vec<Envelope>) {
+        let mut held: Vec<(BookId, Entry)> = self.books.drain().collect();
+        held.sort_by(|a, b| a.0.cmp(&b.0));
+        for (id, e) in held {
+            if let Hand::Advancing {
+                first, book, last, ..
+            } = e.hand
+            {
+                log::warn!(
+                    "book hand-over: the {} book of {} is delivered as it stands (nothing newer \
+                     came from the new connection)",
+                    id.0,
+                    id.1
+                );
+                match advanced(&book, last.as_ref()) {
+                    Some(snap) => out.push(snap),
+                    None => out.push(first),
+                }
+            }
+        }
+    }
+
     /// Passes one successor message on to `out`, holds it, or drops it.
     pub(crate) fn pass(&mut self, env: Envelope, out: &mut Vec<Envelope>) {
+        self.passed += 1;
         if let Msg::Gap(g) = &env.msg {
             if let Some(e) = self.books.get_mut(&(g.msg_type, g.key.clone())) {
                 if matches!(e.hand, Hand::Advancing { .. }) {
@@ -299,6 +335,10 @@ mod tests {
     }
 
     fn machine() -> Machine {
+        machine_holding_at_most(1000)
+    }
+
+    fn machine_holding_at_most(hold_limit: usize) -> Machine {
         let session = Session::CoinApi(CoinApiSession::new(Scope {
             data_types: vec!["book".into()],
             exchanges: vec!["EX".into()],
@@ -310,7 +350,7 @@ mod tests {
             ping_timeout: None,
             connect_timeout: Duration::from_secs(10),
             on_notice: OnNotice::MakeBeforeBreak,
-            hold_limit: 1000,
+            hold_limit,
             batch_size: 1024,
             keep_raw: false,
             shown_url: "ws://127.0.0.1:1/v1/".into(),
@@ -419,7 +459,10 @@ mod tests {
     /// Open on the old connection with changes 0..=5 delivered (1..=5 after a notice or
     /// refresh at 1 s), the successor connected.
     fn holding(refresh: bool) -> (Machine, Vec<Envelope>) {
-        let mut m = machine();
+        holding_with(machine(), refresh)
+    }
+
+    fn holding_with(mut m: Machine, refresh: bool) -> (Machine, Vec<Envelope>) {
         let mut out = burst(&mut m, Wire::Primary, &[frame(0, 10, true)], 0);
         if refresh {
             m.on_request(Request::Refresh, at(1000));
@@ -555,6 +598,59 @@ mod tests {
         assert!(items
             .iter()
             .any(|e| matches!(&e.msg, Msg::BookReset { reason: "gap", .. })));
+    }
+
+    #[test]
+    fn a_snapshot_of_a_book_gone_quiet_is_delivered_when_the_hand_over_ends() {
+        let (mut m, mut out) = holding_with(machine_holding_at_most(8), false);
+        let other = |n: u64, seq: u64, snap: bool| frame(n, seq, snap).replace("A_B", "C_D");
+        // The successor's snapshot of 4, then 5 (the old connection's last): that book is
+        // quiet from there, but 5 is the target, so it is delivered at once...
+        let a = burst(
+            &mut m,
+            Wire::Successor,
+            &[frame(4, 500, true), frame(5, 501, false)],
+            1300,
+        );
+        assert!(a.iter().any(|e| matches!(e.msg, Msg::Switched { .. })));
+        assert_eq!(book_changes(&a), [(5, true)]);
+        // ...while a book whose snapshot is behind and which then goes quiet is held until
+        // the hand-over ends (8 messages of the new connection).
+        let mut m = machine_holding_at_most(8);
+        let notice = r#"{"type":"reconnect","within_seconds":10,"before_time":"2030-01-01T00:00:10.0000000Z"}"#;
+        burst(
+            &mut m,
+            Wire::Primary,
+            &[frame(0, 10, true), notice.into()],
+            0,
+        );
+        m.on_successor_connected(at(100));
+        drain(&mut m);
+        let ups: Vec<String> = (1..=3).map(|n| frame(n, 10 + n, false)).collect();
+        out = burst(&mut m, Wire::Primary, &ups, 200);
+        let a = burst(
+            &mut m,
+            Wire::Successor,
+            &[frame(1, 500, true), frame(2, 501, false)],
+            300,
+        );
+        assert!(a.iter().any(|e| matches!(e.msg, Msg::Switched { .. })));
+        out.extend(a);
+        assert_eq!(book_changes(&out), [(1, false), (2, false), (3, false)]);
+        let quiet: Vec<String> = [other(0, 7, true)]
+            .into_iter()
+            .chain((1..=5).map(|n| other(n, 7 + n, false)))
+            .collect();
+        let a = burst(&mut m, Wire::Primary, &quiet, 400);
+        let last = a.last().expect("delivered");
+        match &last.msg {
+            Msg::Book(b) => {
+                assert!(b.is_snapshot);
+                assert_eq!(&*b.symbol_id, "EX_SPOT_A_B");
+                assert_eq!((b.bids.clone(), b.asks.clone()), truth(2).to_snapshot());
+            }
+            other => panic!("{other:?}"),
+        }
     }
 
     #[test]

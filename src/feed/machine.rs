@@ -702,6 +702,9 @@ impl Machine {
             h.pass(e, &mut self.batch);
         }
         self.counts.duplicates += h.dropped - before;
+        if h.expired() {
+            h.finish(&mut self.batch);
+        }
         if h.is_done() {
             self.handover = None;
         }
