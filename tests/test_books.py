@@ -168,19 +168,17 @@ def test_exact_symbols_reset_resync_and_match_the_simulator(make_sim: Callable[.
 
 
 @pytest.mark.timeout(90)
-def test_filtered_scope_heals_from_snapshots_and_survives_a_reconnect(
+def test_filtered_scope_takes_mid_stream_snapshots_and_survives_a_reconnect(
     make_sim: Callable[..., Any],
 ) -> None:
+    # No lost or crossing updates: books go invalid only at the disconnect (which asks for no
+    # refresh; the next connection sends every snapshot), so the reconnect path is the one
+    # tested. Gaps and crossings in a filtered scope heal through refreshes (the next test).
     sim = make_sim(
         rate=40_000,
         symbols=40,
         seed=5,
-        faults=tw.Faults(
-            book_drop_every=70,
-            book_cross_every=97,
-            book_snapshot_every=23,
-            disconnect_after_s=2.0,
-        ),
+        faults=tw.Faults(book_snapshot_every=23, disconnect_after_s=1.0),
     )
     feed = tw.CoinAPI(
         url=sim.url, data_types=BOOK_TYPES, exchanges=["BITSTAMP", "KRAKEN"], heartbeat=True
@@ -192,22 +190,21 @@ def test_filtered_scope_heals_from_snapshots_and_survives_a_reconnect(
             stream,
             seconds=60,
             enough=lambda r: (
-                any(isinstance(m, tw.Connected) for m in r.items[1:])
-                and sum(r.compared.values()) > 2500
-                and len(r.healed) >= 4
+                r.connections >= 2 and sum(r.compared.values()) > 2500 and len(r.healed) >= 4
             ),
         )
         arrow = stream.books_to_arrow(depth=3)
-    # One reconnect; the other connections are refreshes (switched to, no reconnect).
-    assert sum(isinstance(m, tw.Disconnected) for m in r.items) == 1
-    assert sum(isinstance(m, tw.Connected) for m in r.items) == 2
+    assert r.connections == 2
+    assert not any(isinstance(m, tw.Switched) for m in r.items)
     reasons = Counter(x.reason for x in r.resets)
-    assert reasons["gap"] > 0, reasons
-    assert reasons["crossed"] > 0, reasons
-    assert reasons["disconnected"] > 0, reasons
+    assert set(reasons) == {"disconnected"}, reasons
     assert r.compared["book"] > 300, r.compared
     assert r.compared["book_l3"] > 300, r.compared
+    # Books reset by the disconnect, valid again from the next connection's snapshots.
     assert len(r.healed) >= 4
+    # Mid-stream snapshots replaced valid books quietly: no more synced than first
+    # snapshots on the two connections.
+    assert len(r.synced) <= 2 * len({(m.book_type, m.symbol_id) for m in r.synced})
     check_events_in_place(r.items)
     # Disconnected is followed by one reset per then-valid book, before anything else.
     i = next(i for i, m in enumerate(r.items) if isinstance(m, tw.Disconnected))
