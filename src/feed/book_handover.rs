@@ -49,11 +49,12 @@ enum Hand {
     /// No successor snapshot yet.
     AwaitSnapshot,
     /// The successor's snapshot (`first`, as received) and the book it has been advanced to.
+    /// (Boxed: these are large next to the other states.)
     Advancing {
-        first: Envelope,
-        book: AnyBook,
+        first: Box<Envelope>,
+        book: Box<AnyBook>,
         /// The last message folded in (its sequence and times stamp the snapshot delivered).
-        last: Option<Envelope>,
+        last: Option<Box<Envelope>>,
         folded: usize,
         /// A message the old connection delivered has been met: the snapshot was behind.
         behind: bool,
@@ -144,9 +145,9 @@ impl BookHandover {
                     id.0,
                     id.1
                 );
-                match advanced(&book, last.as_ref()) {
+                match advanced(&book, last.as_deref()) {
                     Some(snap) => out.push(snap),
-                    None => out.push(first),
+                    None => out.push(*first),
                 }
             }
         }
@@ -185,8 +186,8 @@ impl BookHandover {
                     out.push(env);
                 } else if let Some(book) = start(&env.msg) {
                     entry.hand = Hand::Advancing {
-                        first: env,
-                        book,
+                        first: Box::new(env),
+                        book: Box::new(book),
                         last: None,
                         folded: 0,
                         behind: in_seen,
@@ -204,7 +205,7 @@ impl BookHandover {
             } => {
                 if !*behind && !in_seen {
                     // The snapshot was at least as new as the old connection's deliveries.
-                    let first = std::mem::replace(first, Envelope::event(0, Msg::Heartbeat));
+                    let first = std::mem::replace(&mut **first, Envelope::event(0, Msg::Heartbeat));
                     self.books.remove(&id);
                     out.push(first);
                     out.push(env);
@@ -214,7 +215,7 @@ impl BookHandover {
                 fold(book, &env.msg);
                 *folded += 1;
                 self.dropped += 1;
-                *last = Some(env);
+                *last = Some(Box::new(env));
                 if is_target || *folded >= self.limit {
                     if !is_target {
                         log::warn!(
@@ -225,7 +226,7 @@ impl BookHandover {
                             folded
                         );
                     }
-                    let snap = advanced(book, last.as_ref());
+                    let snap = advanced(book, last.as_deref());
                     // The successor's own snapshot is not delivered either.
                     self.dropped += 1;
                     self.books.remove(&id);
@@ -372,7 +373,7 @@ mod tests {
             return (bids, asks);
         }
         let bids = vec![(100.0 - (n % 7) as f64, n as f64)];
-        let asks = if n % 3 == 0 {
+        let asks = if n.is_multiple_of(3) {
             vec![(200.0 + (n % 5) as f64, 0.0)]
         } else {
             vec![]
@@ -602,7 +603,7 @@ mod tests {
 
     #[test]
     fn a_snapshot_of_a_book_gone_quiet_is_delivered_when_the_hand_over_ends() {
-        let (mut m, mut out) = holding_with(machine_holding_at_most(8), false);
+        let (mut m, _) = holding_with(machine_holding_at_most(8), false);
         let other = |n: u64, seq: u64, snap: bool| frame(n, seq, snap).replace("A_B", "C_D");
         // The successor's snapshot of 4, then 5 (the old connection's last): that book is
         // quiet from there, but 5 is the target, so it is delivered at once...
@@ -627,7 +628,7 @@ mod tests {
         m.on_successor_connected(at(100));
         drain(&mut m);
         let ups: Vec<String> = (1..=3).map(|n| frame(n, 10 + n, false)).collect();
-        out = burst(&mut m, Wire::Primary, &ups, 200);
+        let mut out = burst(&mut m, Wire::Primary, &ups, 200);
         let a = burst(
             &mut m,
             Wire::Successor,
