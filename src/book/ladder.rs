@@ -31,20 +31,20 @@ impl Ladder {
         }
     }
 
-    /// The sort key: ascending in storage order, so the best level has the largest key.
-    #[inline]
-    fn key(&self, price: f64) -> f64 {
-        if self.ask {
-            -price
-        } else {
-            price
-        }
-    }
-
     /// Where `price` is or would be, and whether it is there.
     #[inline]
     fn find(&self, price: f64) -> (usize, bool) {
-        let k = self.key(price);
+        // One search per side, each with its sort key compiled in (no per-comparison branch).
+        if self.ask {
+            self.find_by(price, |p| -p)
+        } else {
+            self.find_by(price, |p| p)
+        }
+    }
+
+    #[inline(always)]
+    fn find_by(&self, price: f64, key: impl Fn(f64) -> f64) -> (usize, bool) {
+        let k = key(price);
         let (front, back) = self.levels.as_slices();
         // Searched from the best end, within its contiguous part: the changed level is
         // usually within a few of it.
@@ -56,7 +56,7 @@ impl Ladder {
         let mut i = tail.len();
         let stop = i.saturating_sub(8);
         while i > stop {
-            let here = self.key(tail[i - 1].0);
+            let here = key(tail[i - 1].0);
             if here == k {
                 return (off + i - 1, true);
             }
@@ -68,13 +68,13 @@ impl Ladder {
         // Then the worst end, where deep books change next most often.
         match self.levels.front() {
             None => return (0, false),
-            Some(w) if self.key(w.0) >= k => return (0, w.0 == price),
+            Some(w) if key(w.0) >= k => return (0, w.0 == price),
             Some(_) => {}
         }
-        let j = if off > 0 && back.first().is_some_and(|l| self.key(l.0) >= k) {
-            front.partition_point(|l| self.key(l.0) < k)
+        let j = if off > 0 && back.first().is_some_and(|l| key(l.0) >= k) {
+            front.partition_point(|l| key(l.0) < k)
         } else {
-            off + tail[..i].partition_point(|l| self.key(l.0) < k)
+            off + tail[..i].partition_point(|l| key(l.0) < k)
         };
         (j, self.levels.get(j).is_some_and(|l| l.0 == price))
     }
