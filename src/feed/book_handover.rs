@@ -12,7 +12,9 @@
 //! advanced), then the successor's updates the old connection did not deliver.
 //!
 //! - A snapshot newer than anything the old connection delivered (its next update is not one
-//!   the old connection delivered) is delivered as it is, followed by what follows it.
+//!   the old connection delivered) is delivered as it is, followed by what follows it. If that
+//!   update was one the old connection lost (its `Gap` came before), the updates after it that
+//!   the old connection did deliver are delivered again: the snapshot's book needs them.
 //! - Updates before a book's successor snapshot are dropped.
 //! - A gap in the successor's stream while a snapshot is being advanced spoils it: the `Gap`
 //!   is delivered (the book is reset and resynchronised), the advanced snapshot is dropped,
