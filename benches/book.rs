@@ -1,6 +1,6 @@
 //! Order-book micro-benchmarks: L2 updates applied per second and the time to read the top
-//! 10 levels, tickwire's ladder (sorted vector, best level last) against a `BTreeMap` side in
-//! the same run; and the whole `BookStore::apply` path over batches of `book` messages.
+//! 10 levels, tickwire's ladder (a sorted ring, best level last) against the sorted `Vec` it
+//! replaced and a `BTreeMap` side in the same run; and the whole `BookStore::apply` path over batches of `book` messages.
 //!
 //! The update stream is synthetic and seeded, shaped like the simulator's `book` stream
 //! (most changes within the top 10 levels, the touch moving both ways, levels appearing at
@@ -109,6 +109,64 @@ impl TreeSide {
     }
 }
 
+/// The previous ladder, kept here as a peer: a sorted `Vec`, best level last, probed from the
+/// best end and binary-searched past 8 levels.
+struct VecSide {
+    levels: Vec<(f64, f64)>,
+    ask: bool,
+}
+
+impl VecSide {
+    fn new(ask: bool, levels: &[(f64, f64)]) -> Self {
+        let mut v = levels.to_vec();
+        v.sort_by(|a, b| {
+            if ask {
+                b.0.total_cmp(&a.0)
+            } else {
+                a.0.total_cmp(&b.0)
+            }
+        });
+        VecSide { levels: v, ask }
+    }
+    fn key(&self, p: f64) -> f64 {
+        if self.ask {
+            -p
+        } else {
+            p
+        }
+    }
+    fn set(&mut self, p: f64, s: f64) {
+        let k = self.key(p);
+        let n = self.levels.len();
+        let mut i = n;
+        let mut at = None;
+        while i > 0 && n - i < 8 {
+            let here = self.key(self.levels[i - 1].0);
+            if here <= k {
+                at = Some(if here == k { (i - 1, true) } else { (i, false) });
+                break;
+            }
+            i -= 1;
+        }
+        let (i, found) = at.unwrap_or_else(|| {
+            let i = self.levels[..i].partition_point(|l| self.key(l.0) < k);
+            (i, i < n && self.levels[i].0 == p)
+        });
+        match (found, s == 0.0) {
+            (true, true) => {
+                self.levels.remove(i);
+            }
+            (true, false) => self.levels[i].1 = s,
+            (false, false) => self.levels.insert(i, (p, s)),
+            (false, true) => {}
+        }
+    }
+    fn top_sum(&self, n: usize) -> f64 {
+        let from = self.levels.len().saturating_sub(n);
+        self.levels[from..].iter().rev().map(|l| l.1).sum()
+    }
+}
+
 fn bench_sides(c: &mut Criterion) {
     const N: usize = 100_000;
     for depth in [50usize, 2000] {
@@ -123,6 +181,18 @@ fn bench_sides(c: &mut Criterion) {
                     s.1.replace(&asks);
                     s
                 },
+                |mut s| {
+                    for &(ask, p, sz) in &ups {
+                        if ask { &mut s.1 } else { &mut s.0 }.set(p, sz);
+                    }
+                    s
+                },
+                BatchSize::LargeInput,
+            );
+        });
+        g.bench_function("vec", |b| {
+            b.iter_batched(
+                || (VecSide::new(false, &bids), VecSide::new(true, &asks)),
                 |mut s| {
                     for &(ask, p, sz) in &ups {
                         if ask { &mut s.1 } else { &mut s.0 }.set(p, sz);
@@ -150,9 +220,11 @@ fn bench_sides(c: &mut Criterion) {
         let mut ladder = Ladder::new(false);
         ladder.replace(&bids);
         let tree = TreeSide::new(false, &bids);
+        let vec = VecSide::new(false, &bids);
         g.bench_function("ladder", |b| {
             b.iter(|| black_box(&ladder).top(10).map(|l| l.1).sum::<f64>());
         });
+        g.bench_function("vec", |b| b.iter(|| black_box(&vec).top_sum(10)));
         g.bench_function("btreemap", |b| b.iter(|| black_box(&tree).top_sum(10)));
         g.finish();
     }

@@ -55,6 +55,9 @@ def run(
     out = Run()
     conn = -1
     last_conn: dict[tuple[str, str], int] = {}
+    # The simulator numbers every connection it accepted, a successor that was given up
+    # included: each of ours maps to the first of its not yet taken that knows the book.
+    sim_conn: dict[int, int] = {}
     reset_seen: set[tuple[str, str]] = set()
     deadline = time.monotonic() + seconds
     while time.monotonic() < deadline and not enough(out):
@@ -66,6 +69,8 @@ def run(
             out.items.append(m)
             if isinstance(m, (tw.Connected, tw.Switched)):
                 conn += 1
+                # Kept current: `enough` may ask for it.
+                out.connections = conn + 1
             elif isinstance(m, (tw.Book, tw.BookL3)) and m.type in BOOK_TYPES:
                 last_conn[(m.type, m.symbol_id)] = conn
                 touched.add((m.type, m.symbol_id))
@@ -78,13 +83,19 @@ def run(
             book = stream.book(sym, type=t)
             if book is None or not book.valid:
                 continue
-            truth = sim.book(sym, t, connection=last_conn[(t, sym)], sequence=book.sequence)
+            c = last_conn[(t, sym)]
+            if c not in sim_conn:
+                first = max([c, *(j + 1 for j in sim_conn.values())])
+                for j in range(first, sim.stats().connections):
+                    if sim.book(sym, t, connection=j, sequence=book.sequence) is not None:
+                        sim_conn[c] = j
+                        break
+            truth = sim.book(sym, t, connection=sim_conn.get(c, c), sequence=book.sequence)
             assert truth is not None, (t, sym, book.sequence)
             same_book(book, truth)
             out.compared[t] += 1
             if (t, sym) in reset_seen:
                 out.healed.add((t, sym))
-    out.connections = conn + 1
     return out
 
 
@@ -105,6 +116,21 @@ def check_events_in_place(items: list[Any]) -> None:
             nxt = items[i + 1]
             assert isinstance(nxt, (tw.Book, tw.BookL3))
             assert nxt.symbol_id == m.symbol_id
+
+
+def check_no_update_twice_across_connections(items: list[Any]) -> None:
+    """No book update is delivered by two connections: after a switch, the successor's
+    updates the old connection already delivered are folded into the snapshot it delivers.
+    (A crossed-book fault repeats an update's times on one connection, so identity is
+    counted per connection.)"""
+    conn = -1
+    first: dict[tuple[str, str, int, int], int] = {}
+    for m in items:
+        if isinstance(m, (tw.Connected, tw.Switched)):
+            conn += 1
+        elif isinstance(m, (tw.Book, tw.BookL3)) and m.type in BOOK_TYPES and not m.is_snapshot:
+            ident = (m.type, m.symbol_id, m.time_exchange, m.time_coinapi)
+            assert first.setdefault(ident, conn) == conn, (ident, first[ident], conn)
 
 
 @pytest.mark.timeout(90)
@@ -152,19 +178,17 @@ def test_exact_symbols_reset_resync_and_match_the_simulator(make_sim: Callable[.
 
 
 @pytest.mark.timeout(90)
-def test_filtered_scope_heals_from_snapshots_and_survives_a_reconnect(
+def test_filtered_scope_takes_mid_stream_snapshots_and_survives_a_reconnect(
     make_sim: Callable[..., Any],
 ) -> None:
+    # No lost or crossing updates: books go invalid only at the disconnect (which asks for no
+    # refresh; the next connection sends every snapshot), so the reconnect path is the one
+    # tested. Gaps and crossings in a filtered scope heal through refreshes (the next test).
     sim = make_sim(
         rate=40_000,
         symbols=40,
         seed=5,
-        faults=tw.Faults(
-            book_drop_every=70,
-            book_cross_every=97,
-            book_snapshot_every=23,
-            disconnect_after_s=2.0,
-        ),
+        faults=tw.Faults(book_snapshot_every=23, disconnect_after_s=1.0),
     )
     feed = tw.CoinAPI(
         url=sim.url, data_types=BOOK_TYPES, exchanges=["BITSTAMP", "KRAKEN"], heartbeat=True
@@ -181,13 +205,16 @@ def test_filtered_scope_heals_from_snapshots_and_survives_a_reconnect(
         )
         arrow = stream.books_to_arrow(depth=3)
     assert r.connections == 2
+    assert not any(isinstance(m, tw.Switched) for m in r.items)
     reasons = Counter(x.reason for x in r.resets)
-    assert reasons["gap"] > 0, reasons
-    assert reasons["crossed"] > 0, reasons
-    assert reasons["disconnected"] > 0, reasons
+    assert set(reasons) == {"disconnected"}, reasons
     assert r.compared["book"] > 300, r.compared
     assert r.compared["book_l3"] > 300, r.compared
+    # Books reset by the disconnect, valid again from the next connection's snapshots.
     assert len(r.healed) >= 4
+    # Mid-stream snapshots replaced valid books quietly: no more synced than first
+    # snapshots on the two connections.
+    assert len(r.synced) <= 2 * len({(m.book_type, m.symbol_id) for m in r.synced})
     check_events_in_place(r.items)
     # Disconnected is followed by one reset per then-valid book, before anything else.
     i = next(i for i, m in enumerate(r.items) if isinstance(m, tw.Disconnected))
@@ -198,6 +225,55 @@ def test_filtered_scope_heals_from_snapshots_and_survives_a_reconnect(
     assert all(s.startswith(("BITSTAMP_", "KRAKEN_")) for s in syms)
     assert len(arrow) > 0
     assert arrow.column_names[:3] == ["symbol_id", "type", "side"]
+
+
+@pytest.mark.timeout(120)
+def test_filtered_scope_resyncs_through_a_new_connection_and_matches_again(
+    make_sim: Callable[..., Any],
+) -> None:
+    # No mid-stream snapshots and no disconnects: an invalid book of a filtered scope can
+    # only come back through a refresh (a successor connection's snapshots, swapped in).
+    sim = make_sim(
+        rate=40_000,
+        symbols=40,
+        seed=11,
+        faults=tw.Faults(book_drop_every=150, book_cross_every=211),
+    )
+    feed = tw.CoinAPI(
+        url=sim.url, data_types=BOOK_TYPES, exchanges=["BITSTAMP", "KRAKEN"], heartbeat=True
+    )
+    with tw.connect(feed, books=True) as stream:
+        r = run(
+            sim,
+            stream,
+            seconds=90,
+            enough=lambda r: (
+                r.connections >= 3 and sum(r.compared.values()) > 3000 and len(r.healed) >= 6
+            ),
+        )
+        stats = stream.stats()
+    switches = [m for m in r.items if isinstance(m, tw.Switched)]
+    assert len(switches) >= 2, len(switches)
+    assert not any(isinstance(m, tw.Disconnected) for m in r.items)
+    reasons = Counter(x.reason for x in r.resets)
+    assert reasons["gap"] > 0, reasons
+    assert reasons["crossed"] > 0, reasons
+    assert set(reasons) <= {"gap", "crossed"}, reasons
+    # Books reset on one connection, healed by a successor's snapshot, equal again.
+    assert len(r.healed) >= 6, (r.healed, reasons)
+    assert r.compared["book"] > 500, r.compared
+    assert r.compared["book_l3"] > 500, r.compared
+    check_events_in_place(r.items)
+    check_no_update_twice_across_connections(r.items)
+    # Each refresh's books come back with BookSynced right after their snapshot.
+    i = r.items.index(switches[0])
+    healed_there = [m for m in r.items[i:] if isinstance(m, tw.BookSynced)]
+    assert healed_there
+    # Successor updates the old connection had delivered were held back (folded into the
+    # snapshot delivered), in the hold or after the switch.
+    assert sum(x.overlap_dropped for x in switches) + stats.duplicates > 0
+    syms = {m.symbol_id for m in r.items if isinstance(m, (tw.Book, tw.BookL3))}
+    assert all(s.startswith(("BITSTAMP_", "KRAKEN_")) for s in syms)
 
 
 @pytest.mark.timeout(60)
@@ -225,6 +301,7 @@ def test_make_before_break_swaps_books_without_a_reset(make_sim: Callable[..., A
     # Books kept matching the simulator's after the switch, on the new connection.
     i = next(i for i, m in enumerate(r.items) if isinstance(m, tw.Switched))
     assert any(isinstance(m, (tw.Book, tw.BookL3)) for m in r.items[i:])
+    check_no_update_twice_across_connections(r.items)
     assert r.compared["book"] > 100, r.compared
     assert r.compared["book_l3"] > 100, r.compared
 

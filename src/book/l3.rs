@@ -217,6 +217,39 @@ impl L3Book {
         v
     }
 
+    /// The book as a snapshot's entries: `(bids, asks)`, each side's orders best first and
+    /// first-come first within a level, then its aggregated (id-less) levels. Applied as a
+    /// snapshot, they give this book back, arrival order included.
+    pub fn to_snapshot(&self) -> (Vec<L3Entry>, Vec<L3Entry>) {
+        let (mut bids, mut asks) = (Vec::new(), Vec::new());
+        for (id, o) in self.orders() {
+            let side = if o.ask { &mut asks } else { &mut bids };
+            side.push(L3Entry {
+                id: Some(id.into()),
+                price: o.price,
+                size: o.size,
+                update_type: None,
+            });
+        }
+        let mut anonymous: Vec<(bool, f64, f64)> = self
+            .slots
+            .iter()
+            .filter(|(_, s)| s.anonymous != 0.0)
+            .map(|(&(ask, b), s)| (ask, f64::from_bits(b), s.anonymous))
+            .collect();
+        anonymous.sort_by(|a, b| a.1.total_cmp(&b.1));
+        for (ask, price, size) in anonymous {
+            let side = if ask { &mut asks } else { &mut bids };
+            side.push(L3Entry {
+                id: None,
+                price,
+                size,
+                update_type: None,
+            });
+        }
+        (bids, asks)
+    }
+
     pub fn order_count(&self) -> usize {
         self.orders.len()
     }

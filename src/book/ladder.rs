@@ -1,11 +1,14 @@
-//! One side of a book: price levels kept sorted with the best level at the end of the vector.
+//! One side of a book: price levels kept sorted in a ring (`VecDeque`), the worst level at
+//! the front and the best at the back.
 //!
-//! Measured against a `BTreeMap` side in the same run (benches/book.rs, BENCHMARKS.md "Order
-//! books"): updates tie on books 50 levels deep (9.5 M/s each), a top-10 read is about 6x
-//! faster (25 ns against 145 ns, a contiguous tail, nothing copied), but on books 2 000 deep
-//! the tree applies updates 4x faster, since a level appearing at the far (worst) end shifts
-//! the whole vector. The simulator's and most venues' books are the shallow case; a
-//! double-ended ring (inserts at either end in constant time) is the next thing to measure.
+//! Chosen by measurement (benches/book.rs, BENCHMARKS.md "Order books"), against the sorted
+//! `Vec` it replaces and a `BTreeMap` side in the same run: most changes land within a few
+//! levels of the best (the back: a short linear probe, no search), and on deep books the other
+//! common change is at the far end (a level appearing or leaving at the worst price), which a
+//! `Vec` paid for by shifting the whole side and a ring does in constant time; an insert in
+//! the middle shifts the shorter half. A top-N read walks the back of the ring without copying.
+
+use std::collections::VecDeque;
 
 use crate::model::Level;
 
@@ -15,7 +18,7 @@ use crate::model::Level;
 #[derive(Clone, Debug, Default, PartialEq)]
 pub struct Ladder {
     /// Worst first, best last.
-    levels: Vec<Level>,
+    levels: VecDeque<Level>,
     ask: bool,
 }
 
@@ -23,42 +26,57 @@ impl Ladder {
     /// An empty side: asks (lowest price best) or bids (highest price best).
     pub fn new(ask: bool) -> Self {
         Ladder {
-            levels: Vec::new(),
+            levels: VecDeque::new(),
             ask,
-        }
-    }
-
-    /// The sort key: ascending in storage order, so the best level has the largest key.
-    #[inline]
-    fn key(&self, price: f64) -> f64 {
-        if self.ask {
-            -price
-        } else {
-            price
         }
     }
 
     /// Where `price` is or would be, and whether it is there.
     #[inline]
     fn find(&self, price: f64) -> (usize, bool) {
-        let k = self.key(price);
-        // Searched from the best end: the changed level is usually within a few of it.
-        let n = self.levels.len();
-        let mut i = n;
-        let mut steps = 0;
-        while i > 0 && steps < 8 {
-            let here = self.key(self.levels[i - 1].0);
+        // One search per side, each with its sort key compiled in (no per-comparison branch).
+        if self.ask {
+            self.find_by(price, |p| -p)
+        } else {
+            self.find_by(price, |p| p)
+        }
+    }
+
+    #[inline(always)]
+    fn find_by(&self, price: f64, key: impl Fn(f64) -> f64) -> (usize, bool) {
+        let k = key(price);
+        let (front, back) = self.levels.as_slices();
+        // Searched from the best end, within its contiguous part: the changed level is
+        // usually within a few of it.
+        let (tail, off) = if back.is_empty() {
+            (front, 0)
+        } else {
+            (back, front.len())
+        };
+        let mut i = tail.len();
+        let stop = i.saturating_sub(8);
+        while i > stop {
+            let here = key(tail[i - 1].0);
             if here == k {
-                return (i - 1, true);
+                return (off + i - 1, true);
             }
             if here < k {
-                return (i, false);
+                return (off + i, false);
             }
             i -= 1;
-            steps += 1;
         }
-        let i = self.levels[..i].partition_point(|l| self.key(l.0) < k);
-        (i, i < n && self.levels[i].0 == price)
+        // Then the worst end, where deep books change next most often.
+        match self.levels.front() {
+            None => return (0, false),
+            Some(w) if key(w.0) >= k => return (0, w.0 == price),
+            Some(_) => {}
+        }
+        let j = if off > 0 && back.first().is_some_and(|l| key(l.0) >= k) {
+            front.partition_point(|l| key(l.0) < k)
+        } else {
+            off + tail[..i].partition_point(|l| key(l.0) < k)
+        };
+        (j, self.levels.get(j).is_some_and(|l| l.0 == price))
     }
 
     /// Sets the size at `price`; a size of 0 removes the level. Returns the previous size.
@@ -66,7 +84,7 @@ impl Ladder {
         let (i, found) = self.find(price);
         if found {
             if size == 0.0 {
-                Some(self.levels.remove(i).1)
+                self.levels.remove(i).map(|l| l.1)
             } else {
                 Some(std::mem::replace(&mut self.levels[i].1, size))
             }
@@ -88,11 +106,11 @@ impl Ladder {
 
     /// Replaces every level from a list in any order (a snapshot); zero sizes are skipped.
     pub fn replace(&mut self, levels: &[Level]) {
-        self.levels.clear();
-        self.levels
-            .extend(levels.iter().copied().filter(|l| l.1 != 0.0));
+        let mut v: Vec<Level> = std::mem::take(&mut self.levels).into();
+        v.clear();
+        v.extend(levels.iter().copied().filter(|l| l.1 != 0.0));
         let ask = self.ask;
-        self.levels.sort_by(|a, b| {
+        v.sort_by(|a, b| {
             if ask {
                 b.0.total_cmp(&a.0)
             } else {
@@ -100,7 +118,7 @@ impl Ladder {
             }
         });
         // A snapshot listing a price twice keeps its last entry, as updates would.
-        self.levels.dedup_by(|later, earlier| {
+        v.dedup_by(|later, earlier| {
             if later.0 == earlier.0 {
                 *earlier = *later;
                 true
@@ -108,11 +126,12 @@ impl Ladder {
                 false
             }
         });
+        self.levels = v.into();
     }
 
     /// The best level.
     pub fn best(&self) -> Option<Level> {
-        self.levels.last().copied()
+        self.levels.back().copied()
     }
 
     /// Levels best first, without copying.
@@ -123,7 +142,7 @@ impl Ladder {
     /// The best `n` levels, best first, without copying.
     pub fn top(&self, n: usize) -> impl ExactSizeIterator<Item = &Level> + DoubleEndedIterator {
         let from = self.levels.len().saturating_sub(n);
-        self.levels[from..].iter().rev()
+        self.levels.range(from..).rev()
     }
 
     pub fn len(&self) -> usize {
@@ -214,5 +233,53 @@ mod tests {
             a.iter().copied().collect::<Vec<_>>(),
             vec![(1.5, 2.0), (3.0, 5.0)]
         );
+    }
+
+    #[test]
+    fn agrees_with_a_sorted_map_through_wrapping_inserts_at_both_ends() {
+        use std::collections::BTreeMap;
+        // xorshift: deterministic, no dependency.
+        let mut x = 0x9E37_79B9_7F4A_7C15u64;
+        let mut rnd = |n: u64| {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            x % n
+        };
+        for ask in [false, true] {
+            let mut l = Ladder::new(ask);
+            let mut m: BTreeMap<i64, f64> = BTreeMap::new();
+            for step in 0..20_000 {
+                // Prices drift so levels keep appearing at both ends and the ring wraps.
+                let centre = 10_000 + (step / 50) as i64;
+                let t = centre + rnd(400) as i64 - 200;
+                let size = if rnd(3) == 0 {
+                    0.0
+                } else {
+                    1.0 + rnd(9) as f64
+                };
+                let p = t as f64 * 0.5;
+                let before = m.get(&t).copied();
+                if size == 0.0 {
+                    m.remove(&t);
+                } else {
+                    m.insert(t, size);
+                }
+                assert_eq!(l.set(p, size), before);
+                if step % 997 == 0 {
+                    let want: Vec<Level> = if ask {
+                        m.iter().map(|(t, s)| (*t as f64 * 0.5, *s)).collect()
+                    } else {
+                        m.iter().rev().map(|(t, s)| (*t as f64 * 0.5, *s)).collect()
+                    };
+                    assert_eq!(l.iter().copied().collect::<Vec<_>>(), want);
+                    assert_eq!(
+                        l.top(5).copied().collect::<Vec<_>>(),
+                        want[..want.len().min(5)]
+                    );
+                    assert_eq!(l.get(t as f64 * 0.5), m.get(&t).copied());
+                }
+            }
+        }
     }
 }

@@ -9,7 +9,7 @@ mod store;
 
 pub use l3::{L3Book, Order};
 pub use ladder::Ladder;
-pub use store::{AnyBook, BookStats, BookStore, BookType, Resync, ResyncLimiter};
+pub use store::{AnyBook, BookStats, BookStore, BookType, RefreshGate, Resync, ResyncLimiter};
 
 use crate::model::Level;
 
@@ -82,6 +82,14 @@ impl L2Book {
     /// Best bid at or above best ask.
     pub fn crossed(&self) -> bool {
         crossed(&self.bids, &self.asks)
+    }
+
+    /// The book as a snapshot's levels: `(bids, asks)`, best first.
+    pub fn to_snapshot(&self) -> (Vec<Level>, Vec<Level>) {
+        (
+            self.bids.iter().copied().collect(),
+            self.asks.iter().copied().collect(),
+        )
     }
 }
 

@@ -11,11 +11,12 @@
 //!   book invalid: `BookReset` right after the `Gap` (so before the message that revealed it),
 //!   right before the crossing message, right after `Disconnected`. An invalid book keeps the
 //!   levels it had; it is valid again after its next snapshot.
-//! - `Switched` (make-before-break): the batch it opens carries the successor's held
-//!   messages, where each book restarts from the successor's own snapshot (the switch drops
-//!   a book's messages before it and keeps all after it). Such a snapshot replaces the book
-//!   quietly. A valid book with no successor snapshot by the end of that batch, or whose next
-//!   message there is an update, cannot be known to continue: `BookReset(reason="switch")`.
+//! - `Switched` (make-before-break, or a refresh): each book restarts from the successor's
+//!   own snapshot, which the connection delivers advanced past the old connection's last
+//!   message of that book, before any successor update of it (`feed::book_handover`). Until
+//!   then a book keeps the old connection's state; the snapshot replaces a valid book quietly
+//!   and makes an invalid one valid (`BookSynced`). A valid book whose first message after
+//!   the switch is an update cannot be known to continue: `BookReset(reason="switch")`.
 
 use std::collections::{HashMap, HashSet};
 use std::time::{Duration, Instant};
@@ -104,7 +105,8 @@ impl AnyBook {
 #[derive(Default)]
 pub struct BookStore {
     books: HashMap<(BookType, Key), AnyBook, foldhash::fast::RandomState>,
-    /// Books waiting, after a `Switched`, for their first message from the successor.
+    /// Books waiting, after a `Switched`, for their first message from the successor (at
+    /// most one entry per book).
     pending_switch: HashSet<(BookType, Key), foldhash::fast::RandomState>,
     resync: Vec<Resync>,
     wanted: HashSet<(BookType, Key), foldhash::fast::RandomState>,
@@ -299,7 +301,6 @@ impl BookStore {
     /// it where they happen.
     pub fn apply(&mut self, items: &mut Vec<Envelope>) {
         let mut out: Vec<Insert> = Vec::new();
-        let mut switched = false;
         for (i, env) in items.iter().enumerate() {
             match &env.msg {
                 Msg::Book(b) if b.kind == BookKind::Full => {
@@ -332,10 +333,8 @@ impl BookStore {
                     // Resyncs asked of the old connection are moot.
                     self.wanted.clear();
                     self.resync.clear();
-                    switched = false;
                 }
                 Msg::Switched { .. } => {
-                    switched = true;
                     self.pending_switch = self
                         .books
                         .iter()
@@ -344,14 +343,6 @@ impl BookStore {
                         .collect();
                 }
                 _ => {}
-            }
-        }
-        if switched && !self.pending_switch.is_empty() {
-            let mut ids: Vec<_> = self.pending_switch.drain().collect();
-            ids.sort();
-            let (at, recv_ns) = (items.len(), items.last().map_or(0, |e| e.recv_ns));
-            for id in ids {
-                self.reset(&id, "switch", at, recv_ns, true, &mut out);
             }
         }
         if out.is_empty() {
@@ -490,6 +481,62 @@ impl ResyncLimiter {
     }
 }
 
+/// Paces refreshes, the resync of books in a filtered scope: a new connection with the same
+/// scope whose fresh snapshots replace every book. At most one refresh per `interval`; the
+/// interval starts at `initial` and doubles (up to `max`) each time a refresh is asked for
+/// while the previous one has not completed (no `Switched` or `Connected` since), and goes
+/// back to `initial` when one completes. Constant state.
+#[derive(Debug)]
+pub struct RefreshGate {
+    initial: Duration,
+    max: Duration,
+    interval: Duration,
+    next: Option<Instant>,
+    outstanding: bool,
+}
+
+impl Default for RefreshGate {
+    fn default() -> Self {
+        RefreshGate::new(Duration::from_secs(1), Duration::from_secs(60))
+    }
+}
+
+impl RefreshGate {
+    pub fn new(initial: Duration, max: Duration) -> Self {
+        RefreshGate {
+            initial,
+            max: max.max(initial),
+            interval: initial,
+            next: None,
+            outstanding: false,
+        }
+    }
+
+    /// Whether to ask for a refresh at `now`, given whether a book needs one.
+    pub fn due(&mut self, now: Instant, needed: bool) -> bool {
+        if !needed || self.next.is_some_and(|t| now < t) {
+            return false;
+        }
+        if self.outstanding {
+            self.interval = self.interval.saturating_mul(2).min(self.max);
+        }
+        self.outstanding = true;
+        self.next = Some(now + self.interval);
+        true
+    }
+
+    /// A new connection took over (a switch or a reconnect): the last refresh completed.
+    pub fn completed(&mut self) {
+        self.outstanding = false;
+        self.interval = self.initial;
+    }
+
+    /// The wait after the latest refresh.
+    pub fn interval(&self) -> Duration {
+        self.interval
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -620,14 +667,18 @@ mod tests {
     }
 
     #[test]
-    fn switch_takes_successor_snapshots_and_resets_the_rest() {
+    fn switch_takes_successor_snapshots_whenever_they_come_and_resets_on_an_update() {
         let mut s = BookStore::new();
         let mut b = vec![
             book("A", 1, true, &[(9.0, 1.0)], &[(11.0, 1.0)]),
             book("B", 1, true, &[(9.0, 1.0)], &[(11.0, 1.0)]),
             book("C", 1, true, &[(9.0, 1.0)], &[(11.0, 1.0)]),
+            book("D", 1, true, &[(9.0, 1.0)], &[(11.0, 1.0)]),
+            gap("D", "book"),
         ];
         s.apply(&mut b);
+        assert!(!s.l2("D").expect("D").valid);
+        s.take_resyncs();
         let mut b = vec![
             Envelope::event(
                 0,
@@ -638,11 +689,19 @@ mod tests {
             ),
             book("A", 70, true, &[(9.5, 1.0)], &[(11.0, 1.0)]),
             book("B", 90, false, &[(9.0, 2.0)], &[]),
+            book("D", 40, true, &[(9.25, 1.0)], &[(11.0, 1.0)]),
         ];
         s.apply(&mut b);
         assert_eq!(
             types(&b),
-            ["switched", "book", "reset:switch", "book", "reset:switch"]
+            [
+                "switched",
+                "book",
+                "reset:switch",
+                "book",
+                "book",
+                "book_synced"
+            ]
         );
         let a = s.l2("A").expect("A");
         assert!(a.valid);
@@ -653,13 +712,23 @@ mod tests {
             "not applied"
         );
         assert!(!s.l2("B").expect("B").valid);
-        assert!(!s.l2("C").expect("C").valid);
+        assert!(
+            s.l2("D").expect("D").valid,
+            "the successor's snapshot heals"
+        );
+        // C's snapshot comes in a later batch (the connection advances it first): C keeps
+        // the old connection's state meanwhile and takes the snapshot quietly.
+        assert!(s.l2("C").expect("C").valid);
+        let mut b = vec![book("C", 33, true, &[(9.75, 1.0)], &[(11.0, 1.0)])];
+        s.apply(&mut b);
+        assert_eq!(types(&b), ["book"]);
+        assert_eq!(s.l2("C").expect("C").sequence, 33);
         let r: Vec<String> = s
             .take_resyncs()
             .iter()
             .map(|r| r.symbol_id.to_string())
             .collect();
-        assert_eq!(r, ["B", "C"]);
+        assert_eq!(r, ["B"]);
     }
 
     #[test]
@@ -696,6 +765,30 @@ mod tests {
         assert_eq!(x.bids.best(), Some((10.0, 3.0)));
         assert_eq!(x.order_count(), 3);
         assert!(s.l2("X").is_none());
+    }
+
+    #[test]
+    fn refreshes_are_spaced_and_back_off_until_one_completes() {
+        let t0 = Instant::now();
+        let s = Duration::from_secs;
+        let mut g = RefreshGate::new(s(1), s(4));
+        assert!(!g.due(t0, false), "nothing needs one");
+        assert!(g.due(t0, true));
+        assert!(!g.due(t0 + Duration::from_millis(999), true));
+        // Not completed: 2 s, then 4 s (the cap), then 4 s.
+        assert!(g.due(t0 + s(1), true));
+        assert_eq!(g.interval(), s(2));
+        assert!(!g.due(t0 + Duration::from_millis(2999), true));
+        assert!(g.due(t0 + s(3), true));
+        assert_eq!(g.interval(), s(4));
+        assert!(g.due(t0 + s(7), true));
+        assert_eq!(g.interval(), s(4));
+        // One completes: back to 1 s after the current wait.
+        g.completed();
+        assert!(!g.due(t0 + s(10), true));
+        assert!(g.due(t0 + s(11), true));
+        assert_eq!(g.interval(), s(1));
+        assert!(g.due(t0 + s(12), true));
     }
 
     #[test]

@@ -71,6 +71,7 @@ fn request(cmd: Option<Command>) -> Request {
             symbol_id,
             book_type,
         },
+        Some(Command::Refresh) => Request::Refresh,
     }
 }
 
@@ -324,10 +325,15 @@ impl Io {
                 out.queue.settle();
                 return None;
             }
-            Action::OpenSuccessor => {
-                let delay = backoff
-                    .next_delay(rand::random::<f64>())
-                    .unwrap_or_default();
+            Action::OpenSuccessor { paced } => {
+                // A refresh is paced by the book consumer that asks for it.
+                let delay = if paced {
+                    backoff
+                        .next_delay(rand::random::<f64>())
+                        .unwrap_or_default()
+                } else {
+                    Duration::ZERO
+                };
                 let mut opts = config.connect.clone();
                 opts.url = m.session().connect_url(&opts.url, None);
                 self.connecting = Some(Box::pin(async move {

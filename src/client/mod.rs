@@ -37,6 +37,9 @@ pub enum Command {
         symbol_id: String,
         book_type: &'static str,
     },
+    /// Opens a successor connection with the same scope and switches to it, so every book
+    /// restarts from a fresh snapshot (the resync of a filtered scope).
+    Refresh,
     Close,
 }
 
@@ -366,7 +369,7 @@ fn apply_offline(session: &mut Session, cmd: Command) {
         Command::Subscribe(s) => session.apply(&s, true),
         Command::Unsubscribe(s) => session.apply(&s, false),
         // A new connection sends every book a snapshot anyway.
-        Command::Resync { .. } | Command::Close => Ok(Vec::new()),
+        Command::Resync { .. } | Command::Refresh | Command::Close => Ok(Vec::new()),
     };
 }
 

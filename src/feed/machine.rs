@@ -8,12 +8,13 @@
 //! in. The caller reads frames in bursts (natural batching): [`Machine::on_frame`] for each
 //! ready frame, then [`Machine::end_burst`], then performs what [`Machine::poll`] gives.
 
-use std::collections::{HashSet, VecDeque};
+use std::collections::{HashMap, HashSet, VecDeque};
 use std::time::Duration;
 
+use super::book_handover::{book_stream, BookHandover, BookId};
 use crate::feed::msgnum::MsgNumberTracker;
 use crate::feed::sequence::{SeqCheck, SequenceTracker};
-use crate::model::{BookKind, Envelope, Gap, Key, Msg};
+use crate::model::{Envelope, Gap, Key, Msg};
 use crate::protocol::{Decoder, ScopeChange, Session, Verdict};
 
 /// The latest a make-before-break switch waits after the notice, whatever `before_time`
@@ -70,6 +71,11 @@ pub enum Request {
         symbol_id: String,
         book_type: &'static str,
     },
+    /// Opens a successor connection with the same scope and switches to it (the
+    /// make-before-break machinery, without a notice), so every book restarts from a fresh
+    /// snapshot: the resync of a filtered scope, which cannot drop one symbol. Ignored while
+    /// a successor is already open or the connection is not `Open`.
+    Refresh,
     Close,
 }
 
@@ -165,8 +171,9 @@ pub enum Action {
     /// The first frame after the opening request came: the connection counts as made.
     Established,
     /// Open the successor connection (same scope); report with
-    /// [`Machine::on_successor_connected`] or [`Machine::on_successor_failed`].
-    OpenSuccessor,
+    /// [`Machine::on_successor_connected`] or [`Machine::on_successor_failed`]. `paced`: after
+    /// the reconnect backoff's delay (a notice); a refresh is paced by its consumer instead.
+    OpenSuccessor { paced: bool },
     /// The successor is now the primary; close the old one.
     Switch,
     /// Close this connection (close frame within the close deadline, then drop it).
@@ -344,12 +351,12 @@ impl Reader {
 /// Identity of a message across connections: sequence numbers are per connection, so a
 /// trade is known by its `uuid` and anything else by type, key and time.
 #[derive(Clone, Debug, PartialEq, Eq, Hash)]
-enum Identity {
+pub(super) enum Identity {
     Trade(Box<str>),
     Other(&'static str, Key, i64, i64),
 }
 
-fn identity(msg: &Msg) -> Option<Identity> {
+pub(super) fn identity(msg: &Msg) -> Option<Identity> {
     Some(match msg {
         Msg::Trade(t) => Identity::Trade(t.uuid.clone()),
         Msg::Quote(q) => Identity::Other(
@@ -382,18 +389,6 @@ fn identity(msg: &Msg) -> Option<Identity> {
     })
 }
 
-/// The maintained-book stream a message belongs to (`book` full depth, `book_l3`), with
-/// whether it is a snapshot: such streams restart from each connection's own snapshot.
-fn book_stream(msg: &Msg) -> Option<((&'static str, Key), bool)> {
-    match msg {
-        Msg::Book(b) if b.kind == BookKind::Full => {
-            Some((("book", b.symbol_id.clone()), b.is_snapshot))
-        }
-        Msg::BookL3(b) => Some((("book_l3", b.symbol_id.clone()), b.is_snapshot)),
-        _ => None,
-    }
-}
-
 /// The second connection of a make-before-break.
 struct Successor {
     /// Connected and sent the opening request.
@@ -412,6 +407,12 @@ struct Successor {
     books_waiting: HashSet<(&'static str, Key)>,
     /// Book streams the successor has sent a snapshot for.
     books_ready: HashSet<(&'static str, Key)>,
+    /// The old connection's last delivered message of each book stream since the notice.
+    /// Bounded by the book keys in scope.
+    book_last: HashMap<BookId, Identity>,
+    /// Opened for a refresh rather than a notice: its failure is no reason for a later
+    /// disconnect.
+    refresh: bool,
     /// Notice + [`SWITCH_WITHIN`].
     deadline: Duration,
     last_frame: Duration,
@@ -438,6 +439,8 @@ pub struct Machine {
     successor: Option<Successor>,
     /// After a switch, identities the old connection delivered that the new one may repeat.
     filter: Option<HashSet<Identity>>,
+    /// After a switch, the book streams whose successor snapshot is not delivered yet.
+    handover: Option<BookHandover>,
     /// Why a make-before-break could not be made: said in the `Disconnected` reason.
     fallback: Option<String>,
     counts: Counts,
@@ -473,6 +476,7 @@ impl Machine {
             switch_due: false,
             successor: None,
             filter: None,
+            handover: None,
             fallback: None,
             counts: Counts::default(),
         };
@@ -615,6 +619,9 @@ impl Machine {
                 if self.filter.is_some() {
                     self.drop_repeats(from);
                 }
+                if self.handover.is_some() {
+                    self.hand_over_books(from);
+                }
                 if self.successor.is_some() {
                     self.remember(from);
                 }
@@ -658,7 +665,10 @@ impl Machine {
         let mut kept = from;
         let mut passed = false;
         for i in from..self.batch.len() {
+            // Book streams are handed over on their own (`BookHandover`).
+            let book = book_stream(&self.batch[i].msg).is_some();
             let repeat = !passed
+                && !book
                 && identity(&self.batch[i].msg).is_some_and(|id| {
                     let seen = filter.contains(&id);
                     passed = !seen;
@@ -680,6 +690,26 @@ impl Machine {
         }
     }
 
+    /// After a switch, passes the new connection's messages from `from` on through the book
+    /// hand-over.
+    fn hand_over_books(&mut self, from: usize) {
+        let Some(h) = self.handover.as_mut() else {
+            return;
+        };
+        let fresh: Vec<Envelope> = self.batch.drain(from..).collect();
+        let before = h.dropped;
+        for e in fresh {
+            h.pass(e, &mut self.batch);
+        }
+        self.counts.duplicates += h.dropped - before;
+        if h.expired() {
+            h.finish(&mut self.batch);
+        }
+        if h.is_done() {
+            self.handover = None;
+        }
+    }
+
     /// Notes what the old connection delivered, for the switch's overlap.
     fn remember(&mut self, from: usize) {
         let limit = self.settings.hold_limit;
@@ -691,6 +721,9 @@ impl Machine {
                 s.seen.insert(id);
             }
             if let Some((book, _)) = book_stream(&e.msg) {
+                if let Some(id) = identity(&e.msg) {
+                    s.book_last.insert(book.clone(), id);
+                }
                 if !s.books_ready.contains(&book) {
                     s.books_waiting.insert(book);
                 }
@@ -719,28 +752,37 @@ impl Machine {
                 // whatever before_time says: a `before_time` that is already due (CoinAPI
                 // gives it to the second) must not fail a successor still dialling; a server
                 // that leaves at before_time closes, and a ready successor takes over then.
-                let deadline = now.mono + SWITCH_WITHIN;
-                self.pinged_at = None;
-                self.go(State::Holding);
-                self.successor = Some(Successor {
-                    ready: false,
-                    reader: Reader::new(
-                        &self.session,
-                        self.settings.keep_raw,
-                        self.reader.replay.clone(),
-                    ),
-                    held: Vec::new(),
-                    seen: HashSet::new(),
-                    overlapped: false,
-                    books_waiting: HashSet::new(),
-                    books_ready: HashSet::new(),
-                    deadline,
-                    last_frame: now.mono,
-                    owe_pong: false,
-                });
-                self.actions.push_back(Action::OpenSuccessor);
+                self.open_successor(now, false);
             }
         }
+    }
+
+    /// Opens the successor (make-before-break); the switch comes once it has caught up, or
+    /// at `now` + [`SWITCH_WITHIN`] at the latest.
+    fn open_successor(&mut self, now: Clock, refresh: bool) {
+        let deadline = now.mono + SWITCH_WITHIN;
+        self.pinged_at = None;
+        self.go(State::Holding);
+        self.successor = Some(Successor {
+            ready: false,
+            reader: Reader::new(
+                &self.session,
+                self.settings.keep_raw,
+                self.reader.replay.clone(),
+            ),
+            held: Vec::new(),
+            seen: HashSet::new(),
+            overlapped: false,
+            books_waiting: HashSet::new(),
+            books_ready: HashSet::new(),
+            book_last: HashMap::new(),
+            refresh,
+            deadline,
+            last_frame: now.mono,
+            owe_pong: false,
+        });
+        self.actions
+            .push_back(Action::OpenSuccessor { paced: !refresh });
     }
 
     /// The primary closed or broke: a ready successor takes over, otherwise the connection
@@ -770,8 +812,8 @@ impl Machine {
         match self.successor.as_ref() {
             Some(s) if s.ready => self.switch_due = true,
             Some(_) => {
-                self.successor = None;
-                self.fallback = Some(format!("make-before-break gave up ({why})"));
+                let refresh = self.successor.take().is_some_and(|s| s.refresh);
+                self.note_fallback(refresh, format!("make-before-break gave up ({why})"));
                 self.actions.push_back(Action::Close {
                     which: Wire::Successor,
                 });
@@ -781,12 +823,25 @@ impl Machine {
         }
     }
 
-    fn successor_failed(&mut self, why: String) {
-        if self.successor.take().is_none() {
-            return;
+    /// Keeps why a make-before-break failed for the disconnect that may follow; a refresh's
+    /// failure only logs (the old connection is not leaving, and the refresh is retried).
+    fn note_fallback(&mut self, refresh: bool, why: String) {
+        if refresh {
+            log::warn!("book refresh through a new connection failed: {why}");
+        } else {
+            self.fallback = Some(why);
         }
+    }
+
+    fn successor_failed(&mut self, why: String) {
+        let Some(s) = self.successor.take() else {
+            return;
+        };
         log::warn!("make-before-break connection failed: {why}");
-        self.fallback = Some(format!("make-before-break connection failed ({why})"));
+        self.note_fallback(
+            s.refresh,
+            format!("make-before-break connection failed ({why})"),
+        );
         self.actions.push_back(Action::Close {
             which: Wire::Successor,
         });
@@ -901,9 +956,8 @@ impl Machine {
 
     /// The switch: held messages minus the overlap with what the old connection delivered,
     /// after a `Switched` event. Made here only. A book (`book`, `book_l3`) restarts from the
-    /// new connection's snapshot: its messages before that snapshot are dropped, and from it
-    /// on all are kept, even where they repeat what the old connection delivered, since they
-    /// rebuild the book that snapshot replaces.
+    /// new connection's snapshot, advanced past what the old connection delivered of it
+    /// ([`BookHandover`]): no book update is delivered twice or lost.
     fn switch(&mut self, now: Clock) {
         let Some(s) = self.successor.take() else {
             return;
@@ -913,11 +967,13 @@ impl Machine {
             held,
             seen,
             last_frame,
+            books_waiting,
+            books_ready,
+            mut book_last,
             ..
         } = s;
         let held_count = held.len() as u64;
         let mut overlap = 0u64;
-        let mut snapshotted: HashSet<(&'static str, Key)> = HashSet::new();
         let at = self.batch.len();
         self.batch.push(Envelope::event(
             now.wall_ns,
@@ -926,17 +982,30 @@ impl Machine {
                 overlap_dropped: 0,
             },
         ));
+        // Every book stream either connection carried since the notice.
+        let streams: HashSet<BookId> = books_waiting
+            .into_iter()
+            .chain(books_ready)
+            .chain(
+                held.iter()
+                    .filter_map(|e| book_stream(&e.msg).map(|(id, _)| id)),
+            )
+            .chain(book_last.keys().cloned())
+            .collect();
+        let mut books = BookHandover::new(
+            streams.into_iter().map(|id| {
+                let last = book_last.remove(&id);
+                (id, last)
+            }),
+            &seen,
+            self.settings.hold_limit,
+        );
         let mut passed = false;
         for e in held {
-            if let Some((id, snapshot)) = book_stream(&e.msg) {
-                if snapshot {
-                    snapshotted.insert(id.clone());
-                }
-                if snapshotted.contains(&id) {
-                    self.batch.push(e);
-                } else {
-                    overlap += 1;
-                }
+            let book_gap =
+                matches!(&e.msg, Msg::Gap(g) if matches!(g.msg_type, "book" | "book_l3"));
+            if book_gap || book_stream(&e.msg).is_some() {
+                books.pass(e, &mut self.batch);
                 continue;
             }
             if matches!(e.msg, Msg::Heartbeat) {
@@ -953,6 +1022,8 @@ impl Machine {
             }
             self.batch.push(e);
         }
+        overlap += books.dropped;
+        books.dropped = 0;
         if let Some(Envelope {
             msg: Msg::Switched {
                 overlap_dropped, ..
@@ -963,6 +1034,7 @@ impl Machine {
             *overlap_dropped = overlap;
         }
         log::info!("make-before-break switch: held {held_count}, {overlap} dropped as overlap");
+        self.handover = (!books.is_done()).then_some(books);
         let replay = std::mem::take(&mut self.reader.replay);
         self.reader = reader;
         self.reader.replay = replay;
@@ -970,11 +1042,19 @@ impl Machine {
         self.pinged_at = None;
         self.fallback = None;
         self.actions.push_back(Action::Switch);
-        if passed {
+        // Book streams are handed over on their own: the filter keeps the other identities.
+        let rest: HashSet<Identity> = if passed {
+            HashSet::new()
+        } else {
+            seen.into_iter()
+                .filter(|i| !matches!(i, Identity::Other("book" | "book_l3", ..)))
+                .collect()
+        };
+        if rest.is_empty() {
             self.go(State::Open);
         } else {
             // The new connection has not yet passed the old one: keep dropping its repeats.
-            self.filter = Some(seen);
+            self.filter = Some(rest);
             self.go(State::Switching);
         }
     }
@@ -1030,8 +1110,8 @@ impl Machine {
     pub fn on_successor_failed(&mut self, reason: &str, now: Clock) {
         self.clock = now;
         log::warn!("make-before-break connection refused: {reason}");
-        if self.successor.take().is_some() {
-            self.fallback = Some(format!("make-before-break refused ({reason})"));
+        if let Some(s) = self.successor.take() {
+            self.note_fallback(s.refresh, format!("make-before-break refused ({reason})"));
             self.go(State::Open);
         }
     }
@@ -1096,6 +1176,14 @@ impl Machine {
             Request::Close => {
                 self.deliver();
                 self.finish(End::User);
+                return;
+            }
+            Request::Refresh => {
+                if self.successor.is_none() && self.state == State::Open {
+                    self.open_successor(now, true);
+                } else {
+                    log::debug!("book refresh not started: {:?}", self.state);
+                }
                 return;
             }
             Request::Subscribe(s) => self.session.apply(&s, true),
@@ -1258,7 +1346,7 @@ mod tests {
         drain(&mut m);
         burst(&mut m, Wire::Primary, &[HEARTBEAT.into()], 0);
         let a = burst(&mut m, Wire::Primary, &[notice(before_s)], 1000);
-        assert!(a.iter().any(|a| matches!(a, Action::OpenSuccessor)));
+        assert!(a.iter().any(|a| matches!(a, Action::OpenSuccessor { .. })));
         assert_eq!(m.state(), State::Holding);
         m.on_successor_connected(at(1100));
         let a = drain(&mut m);
@@ -1449,7 +1537,7 @@ mod tests {
         let a = burst(&mut m, Wire::Primary, &[notice(10), trade(1)], 0);
         assert_eq!(trades(&a), ["u1"]);
         assert_eq!(m.state(), State::Open);
-        assert!(!a.iter().any(|a| matches!(a, Action::OpenSuccessor)));
+        assert!(!a.iter().any(|a| matches!(a, Action::OpenSuccessor { .. })));
     }
 
     #[test]
@@ -1520,7 +1608,8 @@ mod tests {
         m.on_deadline(at(6000));
         let a = drain(&mut m);
         assert!(a.iter().any(|a| matches!(a, Action::Switch)));
-        assert_eq!(m.state(), State::Switching);
+        // Nothing was delivered since the notice: nothing to filter, so open at once.
+        assert_eq!(m.state(), State::Open);
         assert_eq!(
             m.next_deadline(),
             Some(Duration::from_secs(7)),

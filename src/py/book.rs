@@ -10,9 +10,9 @@ use pyo3::prelude::*;
 use tokio::sync::mpsc;
 
 use super::arrow::{levels_batch, ArrowBatch, LevelRow};
-use crate::book::{AnyBook, BookStore, BookType, Ladder, ResyncLimiter};
+use crate::book::{AnyBook, BookStore, BookType, Ladder, RefreshGate, ResyncLimiter};
 use crate::client::Command;
-use crate::model::{Envelope, Key, Level};
+use crate::model::{Envelope, Key, Level, Msg};
 use crate::protocol::Session;
 
 /// Where an `OrderBook` reads from.
@@ -235,6 +235,15 @@ impl OrderBook {
 pub struct Books {
     store: Arc<Mutex<BookStore>>,
     limiter: Mutex<ResyncLimiter>,
+    refresh: Mutex<Refresh>,
+}
+
+/// Books of a filtered scope waiting for a refresh (a successor connection's snapshots),
+/// and its pacing. Bound: one entry per book.
+#[derive(Default)]
+struct Refresh {
+    gate: RefreshGate,
+    books: std::collections::HashSet<(BookType, Key), foldhash::fast::RandomState>,
 }
 
 /// The book type named by `type=`.
@@ -266,6 +275,7 @@ impl Books {
         Books {
             store: Arc::new(Mutex::new(BookStore::new())),
             limiter: Mutex::new(ResyncLimiter::default()),
+            refresh: Mutex::new(Refresh::default()),
         }
     }
 
@@ -282,11 +292,12 @@ impl Books {
         let asked = store.take_resyncs();
         let session = session.lock();
         // Filtered scopes cannot drop one symbol (CoinAPI filters combine as a cross
-        // product): such a book waits for the feed's next snapshot.
-        let asked = asked
+        // product): such books are refreshed through a successor connection instead.
+        let (asked, filtered): (Vec<_>, Vec<_>) = asked
             .into_iter()
-            .filter(|r| exact_in_scope(&session, r.book_type, &r.symbol_id))
-            .collect();
+            .partition(|r| exact_in_scope(&session, r.book_type, &r.symbol_id));
+        let coinapi = matches!(&*session, Session::CoinApi(_));
+        self.refresh_filtered(items, filtered, coinapi, &store, commands);
         let due = self.limiter.lock().due(Instant::now(), asked, |r| {
             !store.is_valid(r.book_type, &r.symbol_id)
                 && exact_in_scope(&session, r.book_type, &r.symbol_id)
@@ -302,6 +313,42 @@ impl Books {
                 symbol_id: r.symbol_id.to_string(),
                 book_type: r.book_type.wire(),
             });
+        }
+    }
+
+    /// Asks for a refresh when a book of the filtered scope is invalid and the gate allows.
+    fn refresh_filtered(
+        &self,
+        items: &[Envelope],
+        filtered: Vec<crate::book::Resync>,
+        coinapi: bool,
+        store: &BookStore,
+        commands: &mpsc::UnboundedSender<Command>,
+    ) {
+        let mut r = self.refresh.lock();
+        for e in items {
+            match e.msg {
+                Msg::Switched { .. } | Msg::Connected { .. } => r.gate.completed(),
+                // The next connection starts every book with a snapshot of its own.
+                Msg::Disconnected { .. } => r.books.clear(),
+                _ => {}
+            }
+        }
+        if coinapi {
+            r.books
+                .extend(filtered.into_iter().map(|x| (x.book_type, x.symbol_id)));
+        }
+        r.books.retain(|(t, k)| !store.is_valid(*t, k));
+        let needed = !r.books.is_empty();
+        if r.gate.due(Instant::now(), needed) {
+            log::info!(
+                "refreshing {} book(s) of a filtered scope through a new connection (next \
+                 refresh in {:.1} s at the earliest)",
+                r.books.len(),
+                r.gate.interval().as_secs_f64()
+            );
+            // A send fails only when the task has ended; nothing is left to refresh then.
+            let _ = commands.send(Command::Refresh);
         }
     }
 
