@@ -413,6 +413,9 @@ struct Successor {
     /// Opened for a refresh rather than a notice: its failure is no reason for a later
     /// disconnect.
     refresh: bool,
+    /// A reconnect notice the successor's own server sent while it was held: acted on once
+    /// the successor is the primary, so that server's leaving is a make-before-break too.
+    notice: bool,
     /// Notice + [`SWITCH_WITHIN`].
     deadline: Duration,
     last_frame: Duration,
@@ -439,6 +442,9 @@ pub struct Machine {
     successor: Option<Successor>,
     /// After a switch, identities the old connection delivered that the new one may repeat.
     filter: Option<HashSet<Identity>>,
+    /// The new primary's own server announced its leaving while the switch was still
+    /// dropping repeats: the next make-before-break starts once that is done.
+    notice_pending: bool,
     /// After a switch, the book streams whose successor snapshot is not delivered yet.
     handover: Option<BookHandover>,
     /// Why a make-before-break could not be made: said in the `Disconnected` reason.
@@ -476,6 +482,7 @@ impl Machine {
             switch_due: false,
             successor: None,
             filter: None,
+            notice_pending: false,
             handover: None,
             fallback: None,
             counts: Counts::default(),
@@ -686,6 +693,9 @@ impl Machine {
             self.filter = None;
             if self.state == State::Switching {
                 self.go(State::Open);
+                if std::mem::take(&mut self.notice_pending) {
+                    self.on_notice(0, self.clock);
+                }
             }
         }
     }
@@ -745,6 +755,12 @@ impl Machine {
                 });
             }
             OnNotice::MakeBeforeBreak => {
+                if self.state == State::Switching {
+                    // The new primary is still dropping what repeats the old one: the notice
+                    // is acted on once it has passed it (one successor at a time).
+                    self.notice_pending = true;
+                    return;
+                }
                 if self.successor.is_some() || !matches!(self.state, State::Open | State::Probing) {
                     return;
                 }
@@ -777,6 +793,7 @@ impl Machine {
             books_ready: HashSet::new(),
             book_last: HashMap::new(),
             refresh,
+            notice: false,
             deadline,
             last_frame: now.mono,
             owe_pong: false,
@@ -856,15 +873,19 @@ impl Machine {
         match input {
             Input::Data(payload) => {
                 let from = s.held.len();
-                // A notice or error on the successor is delivered after the switch; it does
-                // not act here (the new connection's own close will be handled as a loss).
-                let _ = s.reader.on_data(
+                // A notice or error on the successor is delivered after the switch. An error
+                // does not act here (the new connection's own close is handled as a loss); a
+                // notice is acted on right after the switch.
+                let after = s.reader.on_data(
                     payload,
                     now.wall_ns,
                     &self.session,
                     &mut self.counts,
                     &mut s.held,
                 );
+                if matches!(after, After::Notice { .. }) {
+                    s.notice = true;
+                }
                 for e in &s.held[from..] {
                     if let Some((book, true)) = book_stream(&e.msg) {
                         s.books_waiting.remove(&book);
@@ -970,6 +991,7 @@ impl Machine {
             books_waiting,
             books_ready,
             mut book_last,
+            notice,
             ..
         } = s;
         let held_count = held.len() as u64;
@@ -1056,6 +1078,9 @@ impl Machine {
             // The new connection has not yet passed the old one: keep dropping its repeats.
             self.filter = Some(rest);
             self.go(State::Switching);
+        }
+        if notice {
+            self.on_notice(0, now);
         }
     }
 
@@ -1575,6 +1600,50 @@ mod tests {
         )));
         assert_eq!(m.state(), State::Open);
         assert_eq!(all, uuids(1..=9));
+    }
+
+    /// A server that sends a notice on every connection: the notice the successor got while
+    /// held is acted on after the switch, so its server's leaving is a make-before-break too
+    /// (once ignored, that connection's close was a loss and a plain reconnect).
+    #[test]
+    fn a_notice_the_successor_got_while_held_opens_the_next_successor_after_the_switch() {
+        let opens = |a: &[Action]| a.iter().any(|a| matches!(a, Action::OpenSuccessor { .. }));
+        let mut m = holding(OnNotice::MakeBeforeBreak, 10);
+        let mut all = trades(&burst(&mut m, Wire::Primary, &trades_of(1..=3), 1200));
+        let mut frames = vec![notice(20)];
+        frames.extend(trades_of(3..=5));
+        let a = burst(&mut m, Wire::Successor, &frames, 1300);
+        assert!(a.iter().any(|a| matches!(a, Action::Switch)));
+        all.extend(trades(&a));
+        // The new primary has not passed the old one yet: one successor at a time.
+        assert_eq!(m.state(), State::Switching);
+        assert!(!opens(&a));
+        let a = burst(&mut m, Wire::Primary, &trades_of(4..=5), 1350);
+        assert!(
+            opens(&a),
+            "the successor's own notice opens the next one: {a:?}"
+        );
+        assert_eq!(m.state(), State::Holding);
+        all.extend(trades(&a));
+        m.on_successor_connected(at(1400));
+        drain(&mut m);
+        all.extend(trades(&burst(
+            &mut m,
+            Wire::Primary,
+            &trades_of(6..=8),
+            1500,
+        )));
+        let a = burst(&mut m, Wire::Successor, &trades_of(7..=10), 1600);
+        assert!(a.iter().any(|a| matches!(a, Action::Switch)));
+        all.extend(trades(&a));
+        all.extend(trades(&burst(
+            &mut m,
+            Wire::Primary,
+            &trades_of(8..=10),
+            1700,
+        )));
+        assert_eq!(m.state(), State::Open);
+        assert_eq!(all, uuids(1..=10));
     }
 
     #[test]
