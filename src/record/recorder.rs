@@ -12,6 +12,7 @@ use std::sync::mpsc::{self, SyncSender, TryRecvError, TrySendError};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use bytes::{Bytes, BytesMut};
 use parking_lot::{Condvar, Mutex};
 
 use super::format::{scrub, Event, Meta, Record, Stamp, NO_CONN};
@@ -297,14 +298,33 @@ fn write_loop(
 pub struct Tap {
     recorder: Arc<Recorder>,
     pending: Vec<Record>,
+    /// Where payloads are copied: one allocation per [`ARENA`] bytes instead of one per frame
+    /// (each record's payload shares it, and it is freed once the writer dropped them all).
+    arena: BytesMut,
 }
+
+/// The size of a payload arena's allocation.
+const ARENA: usize = 256 << 10;
 
 impl Tap {
     pub fn new(recorder: Arc<Recorder>) -> Self {
         Tap {
             recorder,
             pending: Vec::new(),
+            arena: BytesMut::new(),
         }
+    }
+
+    /// A copy of `payload` for a record. A copy, not a share of the transport's buffer: that
+    /// would stay alive until the writer took it, so the transport could not reuse it and
+    /// would read in small pieces (measured: the I/O thread's CPU per message went up
+    /// sixfold).
+    pub fn copy(&mut self, payload: &[u8]) -> Bytes {
+        if self.arena.capacity() - self.arena.len() < payload.len() {
+            self.arena = BytesMut::with_capacity(ARENA.max(payload.len()));
+        }
+        self.arena.extend_from_slice(payload);
+        self.arena.split().freeze()
     }
 
     pub fn recorder(&self) -> &Arc<Recorder> {
@@ -348,7 +368,6 @@ pub fn stamp(now: Clock) -> Stamp {
 mod tests {
     use super::*;
     use crate::record::read::Reader;
-    use bytes::Bytes;
 
     #[test]
     fn records_reach_the_file_and_finish_completes_it() {
