@@ -15,6 +15,7 @@ use crate::feed::backoff::Backoff;
 use crate::feed::machine::{Action, Clock, End, Input, Machine, Request, Settings, Wire};
 use crate::feed::msgnum::MsgNumberTracker;
 use crate::protocol::Session;
+use crate::record::{self, Event as RecEvent, Request as RecRequest, Role, Tap};
 use crate::transport::watch::SocketWatch;
 use crate::transport::{ConnectFailure, Connection, Frame, TransportError};
 
@@ -56,6 +57,39 @@ fn input(frame: &Frame) -> Input<'_> {
             code: *code,
             reason,
         },
+    }
+}
+
+/// A frame as recorded (its payload copied by the tap).
+fn recorded(tap: &mut Tap, frame: &Frame) -> RecEvent {
+    match frame {
+        Frame::Data { payload, binary } => RecEvent::Data {
+            payload: tap.copy(payload),
+            binary: *binary,
+        },
+        Frame::Ping => RecEvent::Ping,
+        Frame::Pong => RecEvent::Pong,
+        Frame::Close { code, reason } => RecEvent::Close {
+            code: *code,
+            reason: reason.clone(),
+        },
+    }
+}
+
+/// A consumer request as recorded.
+fn recorded_request(req: &Request) -> RecRequest {
+    match req {
+        Request::Close => RecRequest::Close,
+        Request::Subscribe(_) => RecRequest::Subscribe,
+        Request::Unsubscribe(_) => RecRequest::Unsubscribe,
+        Request::Resync {
+            symbol_id,
+            book_type,
+        } => RecRequest::Resync {
+            symbol_id: symbol_id.clone(),
+            book_type: (*book_type).to_string(),
+        },
+        Request::Refresh => RecRequest::Refresh,
     }
 }
 
@@ -113,6 +147,8 @@ pub(crate) struct Outcome {
     pub end: End,
     pub made: bool,
     pub replay: MsgNumberTracker,
+    /// The recording's number for the connection (the one delivered from at the end).
+    pub conn: u32,
 }
 
 /// Runs one connection (and, on a reconnect notice, its make-before-break successor) until
@@ -148,23 +184,51 @@ pub(crate) async fn drive(
             Session::Moment(_) => true,
         },
     };
-    let mut m = Machine::new(config.session.clone(), settings, replay, clocks.read());
+    let opened = clocks.read();
+    let mut tap = config.recorder.clone().map(Tap::new);
+    let primary_id = tap.as_ref().map_or(0, |t| t.recorder().new_conn());
+    if let Some(t) = &mut tap {
+        t.push(
+            primary_id,
+            opened,
+            RecEvent::Opened {
+                role: Role::Primary,
+                attempt,
+                url: shown_url.into(),
+                settings: record::play::settings_json(&settings),
+                continued: false,
+            },
+        );
+    }
+    let mut m = Machine::new(config.session.clone(), settings, replay, opened);
     let mut io = Io {
         primary: conn,
         successor: None,
         connecting: None,
         made: false,
         wedged: false,
+        tap,
+        primary_id,
+        successor_id: None,
     };
     out.watch(Some(&io.primary));
     let end = io
         .run(&mut m, config, out, commands, backoff, &clocks)
         .await;
     out.watch(None);
+    if let Some(t) = &mut io.tap {
+        t.flush();
+    }
     let made = io.made;
+    let conn = io.primary_id;
     let (session, replay) = m.into_parts();
     config.session = session;
-    Outcome { end, made, replay }
+    Outcome {
+        end,
+        made,
+        replay,
+        conn,
+    }
 }
 
 /// The sockets the machine's actions are performed on.
@@ -176,6 +240,10 @@ struct Io {
     /// A write on the primary failed or was abandoned (its peer stopped reading): a close
     /// frame could not reach the peer either, so the socket is dropped without one.
     wedged: bool,
+    /// `record=`: what this task hands the recorder, and the connections' numbers in it.
+    tap: Option<Tap>,
+    primary_id: u32,
+    successor_id: Option<u32>,
 }
 
 impl Io {
@@ -209,6 +277,9 @@ impl Io {
             }
             add_counts(out.counters(), m);
             out.status.set_state(m.state());
+            if let Some(t) = &mut self.tap {
+                t.flush();
+            }
             let at = m.next_deadline().map_or(far, |d| clocks.origin + d);
             if timer.deadline() != at {
                 timer.as_mut().reset(at);
@@ -217,28 +288,61 @@ impl Io {
             let successor_connect = m.wants_successor_connect() && self.connecting.is_some();
             tokio::select! {
                 biased;
-                cmd = commands.recv() => m.on_request(request(cmd), clocks.read()),
+                cmd = commands.recv() => {
+                    let (req, now) = (request(cmd), clocks.read());
+                    self.note(self.primary_id, now, || RecEvent::Request(recorded_request(&req)));
+                    m.on_request(req, now);
+                }
                 res = async { self.connecting.as_mut().expect("guarded").await },
                     if successor_connect =>
                 {
                     self.connecting = None;
+                    let now = clocks.read();
                     match res {
                         Ok(c) => {
                             self.successor = Some(c);
-                            m.on_successor_connected(clocks.read());
+                            if let Some(t) = &mut self.tap {
+                                let id = t.recorder().new_conn();
+                                self.successor_id = Some(id);
+                                t.push(id, now, RecEvent::Opened {
+                                    role: Role::Successor,
+                                    attempt: 0,
+                                    url: String::new(),
+                                    settings: "{}".into(),
+                                    continued: false,
+                                });
+                            }
+                            m.on_successor_connected(now);
                         }
-                        Err(e) => m.on_successor_failed(&e.to_string(), clocks.read()),
+                        Err(e) => {
+                            let reason = e.to_string();
+                            self.note(self.primary_id, now, || RecEvent::SuccessorFailed {
+                                reason: reason.clone(),
+                            });
+                            m.on_successor_failed(&reason, now);
+                        }
                     }
                 }
                 f = async { self.successor.as_mut().expect("guarded").next().await },
                     if successor_read =>
                 {
                     let now = clocks.read();
+                    let id = self.successor_id.unwrap_or(0);
                     match f {
                         Ok(frame) => {
+                            if let Some(t) = &mut self.tap {
+                                let ev = recorded(t, &frame);
+                                t.push(id, now, ev);
+                            }
                             m.on_frame(Wire::Successor, input(&frame), now);
                         }
-                        Err(e) => m.on_read_error(Wire::Successor, &e.reason, e.code, now),
+                        Err(e) => {
+                            self.note(id, now, || RecEvent::ReadError {
+                                reason: e.reason.clone(),
+                                code: e.code,
+                            });
+                            m.on_read_error(Wire::Successor, &e.reason, e.code, now);
+                        }
                     }
                     m.end_burst(now);
                 }
@@ -247,7 +351,11 @@ impl Io {
                     out.counters().last_frame_ns.store(now.wall_ns, Relaxed);
                     m.end_burst(now);
                 }
-                () = timer.as_mut() => m.on_deadline(clocks.read()),
+                () = timer.as_mut() => {
+                    let now = clocks.read();
+                    self.note(self.primary_id, now, || RecEvent::Deadline);
+                    m.on_deadline(now);
+                }
             }
         }
     }
@@ -271,11 +379,19 @@ impl Io {
             in_burst += 1;
             match item {
                 Ok(frame) => {
+                    if let Some(t) = &mut self.tap {
+                        let ev = recorded(t, &frame);
+                        t.push(self.primary_id, now, ev);
+                    }
                     if !m.on_frame(Wire::Primary, input(&frame), now) {
                         break;
                     }
                 }
                 Err(e) => {
+                    self.note(self.primary_id, now, || RecEvent::ReadError {
+                        reason: e.reason.clone(),
+                        code: e.code,
+                    });
                     m.on_read_error(Wire::Primary, &e.reason, e.code, now);
                     break;
                 }
@@ -283,6 +399,21 @@ impl Io {
             next = self.primary.try_next();
         }
         now
+    }
+
+    /// Records `event` on connection `conn` at `now`, if recording (built only then).
+    fn note(&mut self, conn: u32, now: Clock, event: impl FnOnce() -> RecEvent) {
+        if let Some(t) = &mut self.tap {
+            t.push(conn, now, event());
+        }
+    }
+
+    /// The recording's number of a wire's connection, if it exists.
+    fn wire_id(&self, to: Wire) -> Option<u32> {
+        match to {
+            Wire::Primary => Some(self.primary_id),
+            Wire::Successor => self.successor.as_ref().and(self.successor_id),
+        }
     }
 
     fn wire(&mut self, to: Wire) -> Option<&mut Connection> {
@@ -316,6 +447,9 @@ impl Io {
                 // last thing this connection does: the stats say what came off the socket.
                 add_counts(out.counters(), m);
                 if !out.queue.push(batch).await {
+                    self.note(self.primary_id, clocks.read(), || {
+                        RecEvent::Request(RecRequest::ConsumerGone)
+                    });
                     m.on_consumer_gone();
                 }
                 return None;
@@ -346,6 +480,14 @@ impl Io {
             }
             Action::Switch => {
                 if let Some(next) = self.successor.take() {
+                    if let Some(id) = self.successor_id.take() {
+                        let old = std::mem::replace(&mut self.primary_id, id);
+                        self.note(old, clocks.read(), || RecEvent::Closed {
+                            reported: false,
+                            reason: "replaced by its make-before-break successor".into(),
+                            code: None,
+                        });
+                    }
                     let old = std::mem::replace(&mut self.primary, next);
                     // What was stuck was the old primary's writes.
                     self.wedged = false;
@@ -360,6 +502,13 @@ impl Io {
                     Wire::Successor => {
                         self.connecting = None;
                         if let Some(c) = self.successor.take() {
+                            if let Some(id) = self.successor_id.take() {
+                                self.note(id, clocks.read(), || RecEvent::Closed {
+                                    reported: false,
+                                    reason: "make-before-break given up".into(),
+                                    code: None,
+                                });
+                            }
                             tokio::spawn(c.close());
                         }
                     }
@@ -372,6 +521,21 @@ impl Io {
             }
             Action::End(end) => return Some(end),
         };
+        if let Some(id) = self.wire_id(to) {
+            if self.tap.is_some() && self.wire(to).is_some() {
+                let sent = match &write {
+                    Write::Text(t) => Some(RecEvent::Sent {
+                        text: record::scrub(t),
+                    }),
+                    Write::Ping => Some(RecEvent::SentPing),
+                    Write::Flush => None,
+                };
+                if let Some(ev) = sent {
+                    self.note(id, clocks.read(), || ev);
+                }
+            }
+        }
+        let to_id = self.wire_id(to);
         let conn = self.wire(to)?;
         let mut stashed = Vec::new();
         let result = {
@@ -397,10 +561,20 @@ impl Io {
         }
         match result {
             Some(Ok(())) => {}
-            Some(Err(e)) => m.on_write_error(to, &e.reason, now),
+            Some(Err(e)) => {
+                if let Some(id) = to_id {
+                    self.note(id, now, || RecEvent::WriteError {
+                        reason: e.reason.clone(),
+                    });
+                }
+                m.on_write_error(to, &e.reason, now);
+            }
             None => stashed = vec![Request::Close],
         }
         for req in stashed {
+            self.note(self.primary_id, now, || {
+                RecEvent::Request(recorded_request(&req))
+            });
             m.on_request(req, now);
         }
         None

@@ -37,6 +37,7 @@ fn config(url: url::Url) -> ClientConfig {
         on_notice: OnNotice::WaitForClose,
         hold_limit: 1000,
         keep_raw: false,
+        recorder: None,
     }
 }
 

@@ -62,6 +62,8 @@ pub enum StreamEnd {
     Auth(String),
     /// A failure to raise: could not connect (and no policy or retries exhausted).
     Connect(String),
+    /// A failure to raise: a replayed recording is damaged (the text names the offset).
+    Recording(String),
 }
 
 /// One `pop` result.
@@ -703,6 +705,12 @@ impl Queue {
     /// Messages waiting for the consumer.
     pub fn queued(&self) -> usize {
         self.state.lock().queued
+    }
+
+    /// Counts `n` items lost before they reached the queue (a recording's gap, replayed as a
+    /// `Dropped` event), so `stats().dropped` still equals the sum of `Dropped.count`.
+    pub fn count_dropped(&self, n: u64) {
+        self.state.lock().dropped += n;
     }
 
     /// The queue's counters now.

@@ -6,6 +6,7 @@ mod book;
 mod errors;
 mod logs;
 mod messages;
+mod recording;
 mod relay;
 mod replay;
 mod runtime;
@@ -37,6 +38,7 @@ pub fn register(m: &Bound<'_, PyModule>) -> PyResult<()> {
     stream::register(m)?;
     simulator::register(m)?;
     replay::register(m)?;
+    recording::register(m)?;
     relay::register(m)?;
     m.add_function(wrap_pyfunction!(io_mode, m)?)?;
     add_message_union(m)

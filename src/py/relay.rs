@@ -1,5 +1,6 @@
 //! `RelayCore` and `nats_stream`: the bindings of the NATS relay and the `Nats` feed.
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use pyo3::prelude::*;
@@ -161,7 +162,13 @@ fn nats_stream(
         connect_timeout: Duration::from_secs_f64(connect_timeout.min(3600.0)),
     };
     consume::spawn(io().handle(), config, queue.clone(), rx);
-    Ok(StreamCore::fed(queue, watch, tx, shown))
+    Ok(StreamCore::fed(
+        queue,
+        watch,
+        tx,
+        shown,
+        Arc::new(crate::client::Status::default()),
+    ))
 }
 
 pub fn register(m: &Bound<'_, PyModule>) -> PyResult<()> {
