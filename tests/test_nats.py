@@ -209,3 +209,37 @@ def test_cli_relay_publishes_and_prints_its_counters(
     with tw.connect(tw.Nats(broker.url, stream="CLI")) as stream:
         _read(stream, last["acked"], got, [])
     assert {m.type for m in got} == {"trade", "quote"}
+
+
+def test_two_relays_store_each_quote_and_book_once(broker: Broker) -> None:
+    """Quotes and books carry no venue-wide id: their message id hashes the text without the
+    per-connection ``sequence``, so the same market message read by two relays is stored once."""
+    types = ("trade", "quote", "book5")
+    with tw.Simulator(rate=4_000, total=8_000, symbols=10, seed=8) as sim:
+        a = tw.relay(feed(sim, data_types=types), nats=broker.url, reconnect=None)
+        _until(lambda: a.stats()["acked"] > 500, "relay a to publish", a.stats)
+        b = tw.relay(feed(sim, data_types=types), nats=broker.url, reconnect=None)
+        _until(lambda: sim.stats().finished, "the simulator to finish")
+        first, second = sim.sent()
+        _until(
+            lambda: a.stats()["acked"] >= len(first) and b.stats()["acked"] >= len(second),
+            "every publish acked",
+            lambda: (a.stats(), b.stats()),
+        )
+        # Whichever relay publishes a message second gets JetStream's "duplicate" ack.
+        deduplicated = a.stats()["deduplicated"] + b.stats()["deduplicated"]
+        a.close()
+        b.close()
+    # The second connection got the same market from the moment it joined: the tail of the
+    # first's record, message for message, with sequences of its own.
+    tail = first[len(first) - len(second) :]
+    assert [r[:2] for r in tail] == [r[:2] for r in second]
+    as_first = dict(zip(second, tail, strict=True))
+    assert deduplicated == len(second)
+    got: list[Any] = []
+    with tw.connect(tw.Nats(broker.url)) as stream:
+        _read(stream, len(first), got, [])
+        assert stream.next_batch(timeout=0.3) is None, "a message was stored twice"
+    seen = Counter(as_first.get(record_of(m), record_of(m)) for m in got)
+    assert seen == Counter(first)
+    assert {r[0] for r in second} == set(types)

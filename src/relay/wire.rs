@@ -202,6 +202,42 @@ mod tests {
         assert_eq!(subject(Venue::CoinApi, &msg), "tickwire.coinapi.quote.X");
     }
 
+    /// The simulator broadcasts one market to every connection, each with its own sequence
+    /// counters: two connections' copies of a message must get one id, and two different
+    /// messages two ids.
+    #[test]
+    fn two_connections_give_each_message_one_id() {
+        use crate::sim::coinapi::Renderer;
+        use crate::sim::market::{Kind, Market, Universe};
+        use std::collections::{HashMap, HashSet};
+        use std::sync::Arc;
+
+        let u = Arc::new(Universe::new(8));
+        let mut market = Market::new(11, u.clone());
+        let (mut first, mut second) = (Renderer::new(&u, 1), Renderer::new(&u, 2));
+        let (mut a, mut b) = (String::new(), String::new());
+        let mut decoder = CoinApiDecoder::default();
+        let mut ids: HashMap<String, String> = HashMap::new();
+        let mut kinds: HashSet<String> = HashSet::new();
+        for i in 0..20_000 {
+            let ev = market.next_event(1_700_000_000_000_000_000 + i);
+            first.render(&ev, false, &mut a);
+            second.render(&ev, false, &mut b);
+            let msg = decoder.decode(a.as_bytes()).expect("simulated message");
+            let other = decoder.decode(b.as_bytes()).expect("simulated message");
+            let id = message_id(Venue::CoinApi, &msg, &a);
+            assert_eq!(id, message_id(Venue::CoinApi, &other, &b), "{a}\n{b}");
+            if matches!(ev.kind, Kind::Trade | Kind::Quote | Kind::Book5) {
+                // Different messages never share an id (the text without the sequence differs).
+                assert!(ids.insert(id, a.clone()).is_none(), "{a}");
+            }
+            kinds.insert(msg.type_name().to_owned());
+        }
+        for kind in ["trade", "quote", "book", "book5", "book_l3", "ohlcv", "exrate", "index"] {
+            assert!(kinds.contains(kind), "{kind} not generated");
+        }
+    }
+
     #[test]
     fn payloads_round_trip_and_refuse_other_versions() {
         let p = encode(Venue::Moment, "{}");
