@@ -233,7 +233,9 @@ mod tests {
             }
             kinds.insert(msg.type_name().to_owned());
         }
-        for kind in ["trade", "quote", "book", "book5", "book_l3", "ohlcv", "exrate", "index"] {
+        for kind in [
+            "trade", "quote", "book", "book5", "book_l3", "ohlcv", "exrate", "index",
+        ] {
             assert!(kinds.contains(kind), "{kind} not generated");
         }
     }
