@@ -83,9 +83,10 @@ class Relay:
         self.feeds = feeds
 
     def stats(self) -> dict[str, int | bool]:
-        """Summed over the shards: ``published``, ``acked``, ``deduplicated``, ``retried``,
-        ``in_flight``, ``lag`` (envelopes waiting in the relayed streams' queues); ``ready``
-        once the JetStream stream exists; ``shards``, how many."""
+        """Summed over the shards: ``published``, ``bytes`` (payload bytes published),
+        ``acked``, ``deduplicated``, ``retried``, ``in_flight``, ``lag`` (envelopes waiting in
+        the relayed streams' queues); ``ready`` once the JetStream stream exists; ``shards``,
+        how many."""
         return self._core.stats()
 
     def shard_stats(self) -> list[dict[str, int | bool]]:

@@ -62,7 +62,7 @@ impl RelayCore {
         Ok(RelayCore { relay, streams })
     }
 
-    /// The relay's counters summed over its shards: published, acked, deduplicated, retried,
+    /// The relay's counters summed over its shards: published, bytes, acked, deduplicated, retried,
     /// in_flight, and `lag` (envelopes waiting in the relayed streams' queues); `ready` once
     /// the stream exists; `shards`, how many.
     fn stats<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyDict>> {
@@ -107,6 +107,7 @@ impl RelayCore {
         let s = &self.relay.shards[shard];
         Counters {
             published: s.published.load(Relaxed),
+            bytes: s.bytes.load(Relaxed),
             acked: s.acked.load(Relaxed),
             deduplicated: s.deduplicated.load(Relaxed),
             retried: s.retried.load(Relaxed),
@@ -121,6 +122,7 @@ impl RelayCore {
 #[derive(Default)]
 struct Counters {
     published: u64,
+    bytes: u64,
     acked: u64,
     deduplicated: u64,
     retried: u64,
@@ -132,6 +134,7 @@ struct Counters {
 impl Counters {
     fn add(&mut self, other: &Counters) {
         self.published += other.published;
+        self.bytes += other.bytes;
         self.acked += other.acked;
         self.deduplicated += other.deduplicated;
         self.retried += other.retried;
@@ -143,6 +146,7 @@ impl Counters {
     fn to_dict<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyDict>> {
         let d = PyDict::new(py);
         d.set_item("published", self.published)?;
+        d.set_item("bytes", self.bytes)?;
         d.set_item("acked", self.acked)?;
         d.set_item("deduplicated", self.deduplicated)?;
         d.set_item("retried", self.retried)?;

@@ -39,6 +39,8 @@ pub struct RelayConfig {
 pub struct RelayStats {
     /// Messages sent to JetStream (a retry counts again).
     pub published: AtomicU64,
+    /// Payload bytes sent to JetStream (a retry counts again).
+    pub bytes: AtomicU64,
     /// Acks received, duplicates included.
     pub acked: AtomicU64,
     /// Acks that said JetStream already had the message id (stored once).
@@ -271,6 +273,9 @@ async fn publish(
     stats: &RelayStats,
 ) {
     stats.published.fetch_add(1, Ordering::Relaxed);
+    stats
+        .bytes
+        .fetch_add(out.payload.len() as u64, Ordering::Relaxed);
     stats.in_flight.fetch_add(1, Ordering::Relaxed);
     let sent = js
         .send_publish(
