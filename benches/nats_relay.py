@@ -42,8 +42,10 @@ class Broker:
         self.port = free_port()
         self.http_port = free_port()
         self.proc = subprocess.Popen(
-            [binary, "-js", "-a", "127.0.0.1", "-p", str(self.port), "-sd", self.store]
-            + ["-m", str(self.http_port)],
+            [
+                *(binary, "-js", "-a", "127.0.0.1", "-p", str(self.port)),
+                *("-sd", self.store, "-m", str(self.http_port)),
+            ],
             stdout=subprocess.DEVNULL,
             stderr=subprocess.DEVNULL,
         )

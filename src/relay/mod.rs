@@ -2,6 +2,7 @@
 //! ([`spawn_relay`]), and a consumer feed reads them back as the same typed messages
 //! ([`consume::spawn`]). No Python is on either path.
 
+pub mod binary;
 pub mod consume;
 pub mod wire;
 
@@ -210,7 +211,7 @@ async fn shard(
             let out = Outgoing {
                 subject: wire::subject(venue, &e.msg),
                 id: wire::message_id(venue, &e.msg, raw),
-                payload: Bytes::from(wire::encode(venue, raw)),
+                payload: Bytes::from(wire::encode(venue, &e.msg, raw)),
             };
             publish(&js, out, &mut in_flight, stats).await;
         }
