@@ -114,15 +114,16 @@ pub fn spawn_relay(
     Relay { shards, stop, done }
 }
 
-async fn connect(config: &RelayConfig) -> Result<jetstream::Context, String> {
+async fn connect(config: &RelayConfig, shards: usize) -> Result<jetstream::Context, String> {
     let client = async_nats::ConnectOptions::new()
         .retry_on_initial_connect()
         .connect(config.url.as_str())
         .await
         .map_err(|e| format!("cannot connect to {}: {e}", config.url))?;
-    // Our own window bounds the acks awaited; the client's limit only has to stay above it.
+    // Our own windows bound the acks awaited; the client's limit, shared by every shard on
+    // this context, has to stay above their sum, or a publish fails with "max ack pending".
     let js = jetstream::ContextBuilder::new()
-        .max_ack_inflight(config.window.max(1) + 1)
+        .max_ack_inflight(config.window.max(1).saturating_mul(shards.max(1)) + 1)
         .build(client);
     js.get_or_create_stream(jetstream::stream::Config {
         name: config.stream.clone(),
@@ -143,7 +144,7 @@ async fn run(
     mut stopped: tokio::sync::watch::Receiver<bool>,
 ) -> Result<(), String> {
     let js = tokio::select! {
-        js = connect(&config) => js?,
+        js = connect(&config, queues.len()) => js?,
         () = stop_asked(&mut stopped) => return Ok(()),
     };
     // Each shard's loop is a task of its own, so shards publish in parallel on a
