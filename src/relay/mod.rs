@@ -121,7 +121,8 @@ async fn connect(config: &RelayConfig, shards: usize) -> Result<jetstream::Conte
         .await
         .map_err(|e| format!("cannot connect to {}: {e}", config.url))?;
     // Our own windows bound the acks awaited; the client's limit, shared by every shard on
-    // this context, has to stay above their sum, or a publish fails with "max ack pending".
+    // this context, has to stay above their sum: at the limit a publish waits for a permit
+    // that only acks awaited by the waiting shard's own loop would free (a deadlock).
     let js = jetstream::ContextBuilder::new()
         .max_ack_inflight(config.window.max(1).saturating_mul(shards.max(1)) + 1)
         .build(client);
