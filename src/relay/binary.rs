@@ -1,7 +1,8 @@
 //! The compact binary form of the relay's most frequent messages (payload version 2): trades,
 //! quotes, L2 books and indexes, the decoded fields written as they are, so a consumer builds
 //! the typed message without parsing JSON. Chosen by measurement (docs/nats.md,
-//! `benches/nats_payload.rs`): 0.29x the JSON's bytes and 0.37x the consumer's CPU per message.
+//! `benches/nats_payload.rs`): 0.29x the JSON's bytes and 0.34x the consumer's CPU per
+//! message.
 //!
 //! Every record starts with a tag byte; the fields follow in struct order:
 //! - strings (keys, odd uuids, odd taker sides): a LEB128 length, then UTF-8 bytes;
