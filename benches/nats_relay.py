@@ -2,7 +2,8 @@
 ``nats-server`` installed; it starts its own broker on a free port with a scratch store).
 
 1. throughput end to end: simulator (unpaced) -> relay -> JetStream -> consumer, msg/s, and CPU
-   per message of this process (simulator, relay and consumer together) and of the broker;
+   per message of this process (simulator, relay and consumer together) and of the broker, and
+   the bytes JetStream stores per message (from the broker's monitoring endpoint);
 2. latency at 10k msg/s: the simulator's ``time_coinapi`` stamp to the consumer, p50/p99
    (the relay's read and publish, JetStream's store and the consumer's read together);
 3. failover: two relays with one scope, one closed mid-stream: trades missing and repeated.
@@ -10,6 +11,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import socket
@@ -17,6 +19,7 @@ import subprocess
 import sys
 import tempfile
 import time
+import urllib.request
 from collections import Counter
 from typing import Any
 
@@ -37,8 +40,12 @@ class Broker:
         binary = shutil.which("nats-server") or "/usr/sbin/nats-server"
         self.store = tempfile.mkdtemp(prefix="tickwire-js-")
         self.port = free_port()
+        self.http_port = free_port()
         self.proc = subprocess.Popen(
-            [binary, "-js", "-a", "127.0.0.1", "-p", str(self.port), "-sd", self.store],
+            [
+                *(binary, "-js", "-a", "127.0.0.1", "-p", str(self.port)),
+                *("-sd", self.store, "-m", str(self.http_port)),
+            ],
             stdout=subprocess.DEVNULL,
             stderr=subprocess.DEVNULL,
         )
@@ -61,6 +68,13 @@ class Broker:
             fields = f.read().rsplit(")", 1)[1].split()
         return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
+    def stored(self) -> tuple[int, int]:
+        """(messages, bytes) JetStream holds, over every stream."""
+        url = f"http://127.0.0.1:{self.http_port}/jsz"
+        with urllib.request.urlopen(url, timeout=10) as r:
+            info = json.load(r)
+        return int(info["messages"]), int(info["bytes"])
+
     def close(self) -> None:
         self.proc.terminate()
         self.proc.wait()
@@ -81,12 +95,13 @@ def drain(stream: tw.Stream, want: int, deadline_s: float = 120.0) -> list[Any]:
     return got
 
 
-def throughput(total: int) -> None:
+def throughput(total: int, shards: int = 1) -> None:
     broker = Broker()
     try:
         with tw.Simulator(rate=0, total=total, symbols=100, seed=1) as sim:
             cpu0, b0, t0 = time.process_time(), broker.cpu_s(), time.perf_counter()
-            relay = tw.relay(feed(sim), nats=broker.url, reconnect=None)
+            # Several shards split the scope by its types (the one list with several entries).
+            relay = tw.relay(feed(sim), nats=broker.url, reconnect=None, shards=shards)
             while not relay.stats()["ready"]:
                 time.sleep(0.01)
             with tw.connect(tw.Nats(broker.url)) as stream:
@@ -94,17 +109,21 @@ def throughput(total: int) -> None:
                 got = drain(stream, total // 2)
                 while not sim.stats().finished:
                     time.sleep(0.01)
-                got += drain(stream, len(sim.sent()[0]) - len(got))
+                got += drain(stream, sum(map(len, sim.sent())) - len(got))
             elapsed = time.perf_counter() - t0
             cpu, bcpu = time.process_time() - cpu0, broker.cpu_s() - b0
             stats = relay.stats()
             relay.close()
+            payload = stats["bytes"] / max(stats["published"], 1)
         n = len(got)
+        stored, stored_bytes = broker.stored()
         print(
-            f"throughput: {n:,} messages ({total:,} events generated) in {elapsed:.2f} s"
+            f"throughput, {shards} shard(s): {n:,} messages ({total:,} events generated)"
+            f" in {elapsed:.2f} s"
             f" = {n / elapsed:,.0f} msg/s;"
             f" CPU/msg: this process {cpu / n * 1e6:.2f} us (simulator+relay+consumer),"
-            f" broker {bcpu / n * 1e6:.2f} us; relay {stats}"
+            f" broker {bcpu / n * 1e6:.2f} us; stored {stored_bytes / max(stored, 1):.1f}"
+            f" bytes/msg for a {payload:.1f}-byte payload; relay {stats}"
         )
     finally:
         broker.close()
@@ -159,7 +178,9 @@ def failover(total: int) -> None:
 
 
 def main() -> int:
-    throughput(int(sys.argv[1]) if len(sys.argv) > 1 else 200_000)
+    total = int(sys.argv[1]) if len(sys.argv) > 1 else 200_000
+    throughput(total)
+    throughput(total, shards=3)
     latency(10_000, 10.0)
     failover(20_000)
     return 0

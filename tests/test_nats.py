@@ -201,11 +201,139 @@ def test_cli_relay_publishes_and_prints_its_counters(
     with tw.Simulator(rate=5_000, symbols=5, seed=7) as sim:
         argv = ["relay", "coinapi", "--url", sim.url, "--types", "trade", "quote"]
         argv += ["--nats", broker.url, "--nats-stream", "CLI", "--seconds", "1.5"]
-        assert cli.main(argv) == 0
+        # Two shards: the scope has one list of two entries, the types.
+        assert cli.main([*argv, "--shards", "2"]) == 0
     last = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
     assert last["acked"] > 0
     assert last["acked"] == last["published"]
+    assert last["shards"] == 2
+    assert [s["acked"] > 0 for s in last["per_shard"]] == [True, True]
+    assert sum(s["acked"] for s in last["per_shard"]) == last["acked"]
     got: list[Any] = []
     with tw.connect(tw.Nats(broker.url, stream="CLI")) as stream:
         _read(stream, last["acked"], got, [])
     assert {m.type for m in got} == {"trade", "quote"}
+
+
+def test_two_relays_store_each_quote_and_book_once(broker: Broker) -> None:
+    """Quotes and books carry no venue-wide id: their message id hashes the text without the
+    per-connection ``sequence``, so the same market message read by two relays is stored once."""
+    types = ("trade", "quote", "book5")
+    with tw.Simulator(rate=4_000, total=8_000, symbols=10, seed=8) as sim:
+        a = tw.relay(feed(sim, data_types=types), nats=broker.url, reconnect=None)
+        _until(lambda: a.stats()["acked"] > 500, "relay a to publish", a.stats)
+        b = tw.relay(feed(sim, data_types=types), nats=broker.url, reconnect=None)
+        _until(lambda: sim.stats().finished, "the simulator to finish")
+        first, second = sim.sent()
+        _until(
+            lambda: a.stats()["acked"] >= len(first) and b.stats()["acked"] >= len(second),
+            "every publish acked",
+            lambda: (a.stats(), b.stats()),
+        )
+        # Whichever relay publishes a message second gets JetStream's "duplicate" ack.
+        deduplicated = a.stats()["deduplicated"] + b.stats()["deduplicated"]
+        a.close()
+        b.close()
+    # The second connection got the same market from the moment it joined: the tail of the
+    # first's record, message for message, with sequences of its own.
+    tail = first[len(first) - len(second) :]
+    assert [r[:2] for r in tail] == [r[:2] for r in second]
+    as_first = dict(zip(second, tail, strict=True))
+    assert deduplicated == len(second)
+    got: list[Any] = []
+    with tw.connect(tw.Nats(broker.url)) as stream:
+        _read(stream, len(first), got, [])
+        assert stream.next_batch(timeout=0.3) is None, "a message was stored twice"
+    seen = Counter(as_first.get(record_of(m), record_of(m)) for m in got)
+    assert seen == Counter(first)
+    assert {r[0] for r in second} == set(types)
+
+
+#: The simulator's first twelve symbols (its curated head), as exact entries.
+CURATED = tuple(
+    f"{s}$"
+    for s in (
+        "BITSTAMP_SPOT_BTC_USD",
+        "COINBASE_SPOT_ETH_USD",
+        "BINANCE_SPOT_BTC_USDT",
+        "COINBASE_SPOT_BTC_USD",
+        "BITSTAMP_SPOT_BTC_USDT",
+        "BINANCE_SPOT_ETH_USDT",
+        "KRAKEN_SPOT_BTC_EUR",
+        "BINANCE_SPOT_ETH_BTC",
+        "BITSTAMP_SPOT_ETH_USD",
+        "KRAKEN_SPOT_XRP_USD",
+        "BINANCEFTS_PERP_BTC_USDT",
+        "COINBASE_SPOT_SOL_USD",
+    )
+)
+
+
+@pytest.mark.parametrize(
+    "scope",
+    [
+        {"symbols": CURATED},
+        {"symbols": ("BITSTAMP_", "COINBASE_", "BINANCE_", "KRAKEN_SPOT_BTC_EUR$")},
+        {"exchanges": ("BITSTAMP", "COINBASE", "BINANCE", "KRAKEN", "BINANCEFTS")},
+    ],
+    ids=["exact-symbols", "symbol-prefixes", "exchanges"],
+)
+def test_three_shards_relay_every_message_once(broker: Broker, scope: dict[str, Any]) -> None:
+    with tw.Simulator(rate=6_000, total=6_000, symbols=12, seed=9) as sim:
+        f = tw.CoinAPI(url=sim.url, data_types=("trade", "quote"), **scope)
+        # A small window per shard: the shards' windows together exceed one shard's, and the
+        # NATS client's own limit on acks awaited must hold them all.
+        with tw.relay(f, nats=broker.url, shards=3, window=2, reconnect=None) as relay:
+            assert len(relay.feeds) == 3
+            _until(lambda: sim.stats().finished, "the simulator to finish")
+            sent = sim.sent()
+            _until(
+                lambda: relay.stats()["acked"] >= sum(map(len, sent)),
+                "every publish acked",
+                relay.shard_stats,
+            )
+            shards = relay.shard_stats()
+            stats = relay.stats()
+            connections = sim.stats().connections
+    # Three venue connections, each with a scope of its own: no symbol on two of them.
+    assert connections == 3
+    keys = [{r[1] for r in conn} for conn in sent]
+    assert all(keys)
+    assert sum(map(len, keys)) == len(set().union(*keys))
+    assert stats["shards"] == 3
+    assert stats["deduplicated"] == 0
+    assert stats["retried"] == 0
+    assert sorted(s["acked"] for s in shards) == sorted(map(len, sent))
+    got: list[Any] = []
+    with tw.connect(tw.Nats(broker.url)) as stream:
+        _read(stream, sum(map(len, sent)), got, [])
+        assert stream.next_batch(timeout=0.3) is None, "more than the simulator sent"
+    assert Counter(record_of(m) for m in got) == Counter(r for conn in sent for r in conn)
+
+
+def test_shard_scopes_split_along_one_list() -> None:
+    from tickwire._shards import split
+
+    exact = split(tw.CoinAPI(data_types=["trade"], symbols=CURATED, assets=["BTC"]), 3)
+    assert sorted(s for f in exact for s in f.symbols) == sorted(CURATED)
+    assert all(f.assets == ("BTC",) for f in exact)
+    # A prefix and the entries it covers stay on one shard.
+    grouped = split(tw.CoinAPI(symbols=["BINANCE_", "BINANCE_SPOT_BTC_USDT$", "KRAKEN_"]), 4)
+    assert [f.symbols for f in grouped] == [("BINANCE_", "BINANCE_SPOT_BTC_USDT$"), ("KRAKEN_",)]
+    # No symbol or exchange list: the types, then the assets.
+    by_type = split(tw.CoinAPI(data_types=["trade", "quote", "book5"], assets=["BTC"]), 2)
+    assert [f.data_types for f in by_type] == [("trade", "book5"), ("quote",)]
+    by_asset = split(tw.CoinAPI(data_types=["trade"], assets=["BTC", "ETH"]), 2)
+    assert [f.assets for f in by_asset] == [("BTC",), ("ETH",)]
+    # Periods split only for an OHLCV-only scope; elsewhere they would repeat the trades.
+    ohlcv = split(tw.CoinAPI(data_types=["ohlcv"], periods=["1MIN", "1HRS"]), 2)
+    assert [f.periods for f in ohlcv] == [("1MIN",), ("1HRS",)]
+    with pytest.raises(ValueError, match="cannot shard"):
+        split(tw.CoinAPI(data_types=["trade"]), 2)
+    with pytest.raises(ValueError, match="cannot shard"):
+        split(tw.Moment("orders"), 2)
+    with pytest.raises(ValueError, match="between 1 and"):
+        split(tw.CoinAPI(), 0)
+    prices = split(tw.Moment("prices", instruments=[f"C{i:08d}" for i in range(40)]), 3)
+    assert len(prices) == 3
+    assert sorted(i for f in prices for i in f.instruments) == [f"C{i:08d}" for i in range(40)]

@@ -1076,13 +1076,14 @@ class ReplayServer:
 
 @final
 class RelayCore:
-    """A relay on the I/O runtime: publishes a ``keep_raw`` stream's venue messages to
-    JetStream with pipelined acks."""
+    """A relay on the I/O runtime: publishes ``keep_raw`` streams' venue messages (one stream
+    per shard) to JetStream with pipelined acks."""
 
     def __new__(
-        cls, stream: StreamCore, url: str, name: str, venue: str, window: int = 4096
+        cls, streams: list[StreamCore], url: str, name: str, venue: str, window: int = 4096
     ) -> Self: ...
     def stats(self) -> dict[str, int | bool]: ...
+    def shard_stats(self) -> list[dict[str, int | bool]]: ...
     def close(self, timeout: float = 10.0) -> bool: ...
 
 def nats_stream(

@@ -9,6 +9,7 @@ from typing import Any, Literal
 
 from . import _core
 from ._feeds import CoinAPI, Moment, _strings
+from ._shards import split
 
 Start = Literal["all", "new"] | int
 
@@ -72,16 +73,25 @@ def stream_core(
 
 
 class Relay:
-    """A running relay: a tickwire stream whose venue messages the Rust core publishes to
-    JetStream, one NATS message each, with pipelined acks. Made by :func:`relay`."""
+    """A running relay: tickwire streams (one per shard, each a venue connection with its own
+    reconnects) whose venue messages the Rust core publishes to JetStream, one NATS message
+    each, with pipelined acks. Made by :func:`relay`."""
 
-    def __init__(self, core: _core.RelayCore) -> None:
+    def __init__(self, core: _core.RelayCore, feeds: tuple[CoinAPI | Moment, ...]) -> None:
         self._core = core
+        #: Each shard's feed, in shard order: the scope its venue connection subscribes to.
+        self.feeds = feeds
 
     def stats(self) -> dict[str, int | bool]:
-        """``published``, ``acked``, ``deduplicated``, ``retried``, ``in_flight``, ``lag``
-        (envelopes waiting in the relayed stream's queue) and ``ready``."""
+        """Summed over the shards: ``published``, ``bytes`` (payload bytes published),
+        ``acked``, ``deduplicated``, ``retried``, ``in_flight``, ``lag`` (envelopes waiting in
+        the relayed streams' queues); ``ready`` once the JetStream stream exists; ``shards``,
+        how many."""
         return self._core.stats()
+
+    def shard_stats(self) -> list[dict[str, int | bool]]:
+        """:meth:`stats` for each shard (without ``shards``), in the order of :attr:`feeds`."""
+        return self._core.shard_stats()
 
     def close(self, timeout: float = 10.0) -> bool:
         """Stops relaying and waits up to ``timeout`` seconds for the acks in flight."""
@@ -105,19 +115,33 @@ def relay(
     nats: str = "nats://127.0.0.1:4222",
     stream: str = "TICKWIRE",
     window: int = 4096,
+    shards: int = 1,
     **options: Any,
 ) -> Relay:
     """Relays ``feed`` to the JetStream stream ``stream`` at ``nats`` (created with subjects
     ``tickwire.>`` when missing). ``options`` are :func:`tickwire.connect`'s; ``window`` is
-    the most publishes awaiting their ack at once, past which the relay stops taking from the
-    stream's queue and its ``overflow`` policy applies."""
+    the most publishes per shard awaiting their ack at once, past which the shard stops taking
+    from its stream's queue and the ``overflow`` policy applies.
+
+    ``shards=N`` splits the scope over at most N venue connections, each a full stream with
+    its own reconnects and make-before-break (rules in ``tickwire._shards``: exact symbols by
+    a stable hash, filter lists by entry); ``relay.feeds`` shows each shard's scope."""
     from ._stream import connect
 
     if not isinstance(feed, (CoinAPI, Moment)):
         raise TypeError(
             f"feed must be tickwire.CoinAPI or tickwire.Moment, not {type(feed).__name__}"
         )
+    feeds = tuple(split(feed, shards))
     options["keep_raw"] = True
-    s = connect(feed, **options)
-    venue = "moment" if isinstance(feed, Moment) else "coinapi"
-    return Relay(_core.RelayCore(s._core, nats, stream, venue, window))
+    streams: list[Any] = []
+    try:
+        for part in feeds:
+            streams.append(connect(part, **options))
+        venue = "moment" if isinstance(feed, Moment) else "coinapi"
+        core = _core.RelayCore([s._core for s in streams], nats, stream, venue, window)
+    except BaseException:
+        for s in streams:
+            s.close()
+        raise
+    return Relay(core, feeds)

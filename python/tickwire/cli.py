@@ -550,7 +550,9 @@ def _relay(feed: tw.CoinAPI | tw.Moment, args: argparse.Namespace) -> int:
     JSON line each second, until the time or Ctrl-C."""
     deadline = None if args.seconds is None else time.monotonic() + float(args.seconds)
     try:
-        relay = tw.relay(feed, nats=str(args.nats), stream=str(args.nats_stream))
+        relay = tw.relay(
+            feed, nats=str(args.nats), stream=str(args.nats_stream), shards=int(args.shards)
+        )
     except ValueError as e:
         print(f"tickwire relay: {e}", file=sys.stderr)
         return EXIT_USAGE
@@ -558,13 +560,21 @@ def _relay(feed: tw.CoinAPI | tw.Moment, args: argparse.Namespace) -> int:
         while deadline is None or time.monotonic() < deadline:
             wait = 1.0 if deadline is None else max(0.0, min(1.0, deadline - time.monotonic()))
             time.sleep(wait)
-            print(json.dumps(relay.stats(), separators=(",", ":")), flush=True)
+            print(_relay_counters(relay), flush=True)
     except KeyboardInterrupt:
         pass
     finally:
         relay.close()
-    print(json.dumps(relay.stats(), separators=(",", ":")), flush=True)
+    print(_relay_counters(relay), flush=True)
     return EXIT_OK
+
+
+def _relay_counters(relay: tw.Relay) -> str:
+    """The relay's totals as one JSON line, with each shard's under ``per_shard`` when several."""
+    counters: dict[str, Any] = dict(relay.stats())
+    if len(relay.feeds) > 1:
+        counters["per_shard"] = relay.shard_stats()
+    return json.dumps(counters, separators=(",", ":"))
 
 
 # --------------------------------------------------------------------------------------------
@@ -809,6 +819,12 @@ def _relay_parser(sub: Any) -> None:
     for p in (coinapi, moment):
         p.add_argument("--nats", default="nats://127.0.0.1:4222", help="NATS server URL")
         p.add_argument("--nats-stream", default="TICKWIRE", help="JetStream stream (TICKWIRE)")
+        p.add_argument(
+            "--shards",
+            type=_positive_int,
+            default=1,
+            help="split the scope over N venue connections (1)",
+        )
         p.add_argument("--seconds", type=_positive_float, default=None, help="stop after S s")
         p.add_argument(
             "--allow-insecure", action="store_true", help="allow ws:// (key in clear) to others"

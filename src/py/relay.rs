@@ -14,21 +14,23 @@ use crate::relay::consume::{self, ConsumeConfig, Start};
 use crate::relay::wire::Venue;
 use crate::relay::{spawn_relay, Relay, RelayConfig};
 
-/// A relay running on the I/O runtime: takes a stream's batches and publishes them.
+/// A relay running on the I/O runtime: takes each shard's stream's batches and publishes them.
 #[pyclass(frozen, module = "tickwire._core", name = "RelayCore")]
 pub struct RelayCore {
     relay: Relay,
-    stream: Py<StreamCore>,
+    /// One per shard, in the relay's shard order.
+    streams: Vec<Py<StreamCore>>,
 }
 
 #[pymethods]
 impl RelayCore {
-    /// Relays `stream` (opened with `keep_raw=True`; nothing else may read it) to the
-    /// JetStream stream `name` at `url`, with at most `window` publishes awaiting acks.
+    /// Relays `streams` (one per shard, each opened with `keep_raw=True`; nothing else may
+    /// read them) to the JetStream stream `name` at `url`, with at most `window` publishes per
+    /// shard awaiting acks.
     #[new]
-    #[pyo3(signature = (stream, url, name, venue, window=4096))]
+    #[pyo3(signature = (streams, url, name, venue, window=4096))]
     fn py_new(
-        stream: Py<StreamCore>,
+        streams: Vec<Py<StreamCore>>,
         url: String,
         name: String,
         venue: &str,
@@ -47,31 +49,42 @@ impl RelayCore {
         if window == 0 {
             return Err(Error::Config("window must be positive".into()).into());
         }
-        let queue = stream.get().queue();
+        if streams.is_empty() {
+            return Err(Error::Config("a relay needs at least one stream".into()).into());
+        }
+        let queues = streams.iter().map(|s| s.get().queue()).collect();
         let config = RelayConfig {
             url,
             stream: name,
             venue,
             window,
         };
-        let relay = spawn_relay(io().handle(), config, queue);
-        Ok(RelayCore { relay, stream })
+        let relay = spawn_relay(io().handle(), config, queues);
+        Ok(RelayCore { relay, streams })
     }
 
-    /// The relay's counters: published, acked, deduplicated, retried, in_flight, and `lag`
-    /// (envelopes waiting in the relayed stream's queue); `ready` once the stream exists.
+    /// The relay's counters summed over its shards: published, bytes, acked, deduplicated, retried,
+    /// in_flight, and `lag` (envelopes waiting in the relayed streams' queues); `ready` once
+    /// the stream exists; `shards`, how many.
     fn stats<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyDict>> {
-        use std::sync::atomic::Ordering::Relaxed;
-        let s = &self.relay.stats;
-        let d = PyDict::new(py);
-        d.set_item("published", s.published.load(Relaxed))?;
-        d.set_item("acked", s.acked.load(Relaxed))?;
-        d.set_item("deduplicated", s.deduplicated.load(Relaxed))?;
-        d.set_item("retried", s.retried.load(Relaxed))?;
-        d.set_item("in_flight", s.in_flight.load(Relaxed))?;
-        d.set_item("lag", self.stream.get().queue().stats().depth)?;
-        d.set_item("ready", s.ready.load(std::sync::atomic::Ordering::Acquire))?;
+        let shards: Vec<Counters> = (0..self.streams.len()).map(|i| self.counters(i)).collect();
+        let mut total = Counters {
+            ready: true,
+            ..Counters::default()
+        };
+        for c in &shards {
+            total.add(c);
+        }
+        let d = total.to_dict(py)?;
+        d.set_item("shards", shards.len())?;
         Ok(d)
+    }
+
+    /// [`RelayCore::stats`] for each shard, in shard order.
+    fn shard_stats<'py>(&self, py: Python<'py>) -> PyResult<Vec<Bound<'py, PyDict>>> {
+        (0..self.streams.len())
+            .map(|i| self.counters(i).to_dict(py))
+            .collect()
     }
 
     /// Stops taking messages and waits up to `timeout` seconds for the acks in flight; true
@@ -81,9 +94,67 @@ impl RelayCore {
         self.relay.stop();
         let wait = Duration::from_secs_f64(timeout.clamp(0.0, 3600.0));
         let ended = py.detach(|| self.relay.wait(wait));
-        // The client task sees the closed queue and ends its connection.
-        self.stream.get().queue().close();
+        // The client tasks see their closed queues and end their connections.
+        for stream in &self.streams {
+            stream.get().queue().close();
+        }
         ended
+    }
+}
+
+impl RelayCore {
+    fn counters(&self, shard: usize) -> Counters {
+        use std::sync::atomic::Ordering::{Acquire, Relaxed};
+        let s = &self.relay.shards[shard];
+        Counters {
+            published: s.published.load(Relaxed),
+            bytes: s.bytes.load(Relaxed),
+            acked: s.acked.load(Relaxed),
+            deduplicated: s.deduplicated.load(Relaxed),
+            retried: s.retried.load(Relaxed),
+            in_flight: s.in_flight.load(Relaxed),
+            lag: self.streams[shard].get().queue().stats().depth as u64,
+            ready: s.ready.load(Acquire),
+        }
+    }
+}
+
+/// One reading of a shard's counters (or their sum).
+#[derive(Default)]
+struct Counters {
+    published: u64,
+    bytes: u64,
+    acked: u64,
+    deduplicated: u64,
+    retried: u64,
+    in_flight: u64,
+    lag: u64,
+    ready: bool,
+}
+
+impl Counters {
+    fn add(&mut self, other: &Counters) {
+        self.published += other.published;
+        self.bytes += other.bytes;
+        self.acked += other.acked;
+        self.deduplicated += other.deduplicated;
+        self.retried += other.retried;
+        self.in_flight += other.in_flight;
+        self.lag += other.lag;
+        self.ready &= other.ready;
+    }
+
+    fn to_dict<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyDict>> {
+        let d = PyDict::new(py);
+        d.set_item("published", self.published)?;
+        d.set_item("bytes", self.bytes)?;
+        d.set_item("acked", self.acked)?;
+        d.set_item("deduplicated", self.deduplicated)?;
+        d.set_item("retried", self.retried)?;
+        d.set_item("in_flight", self.in_flight)?;
+        d.set_item("lag", self.lag)?;
+        d.set_item("ready", self.ready)?;
+        Ok(d)
     }
 }
 

@@ -14,9 +14,10 @@ use async_nats::jetstream::{self, consumer};
 use futures::StreamExt;
 use tokio::sync::mpsc;
 
-use super::wire::{self, Venue};
+use super::binary;
+use super::wire::{self, Body, Venue};
 use crate::client::{wall_ns, Command};
-use crate::codec::{CoinApiDecoder, MomentDecoder};
+use crate::codec::{CoinApiDecoder, Interner, MomentDecoder};
 use crate::delivery::{Queue, StreamEnd};
 use crate::model::{Envelope, Gap, Msg};
 
@@ -150,6 +151,8 @@ async fn follow(
     let gap_key: crate::model::Key = stream_name.into();
     let mut coinapi = CoinApiDecoder::default();
     let mut moment = MomentDecoder::default();
+    // Binary records' keys, shared like the decoders' (bounded by the interner's own limit).
+    let mut keys = Interner::default();
     // The last stream sequence delivered: where a remade consumer resumes.
     let mut last: Option<u64> = None;
     let mut failures: u32 = 0;
@@ -240,8 +243,9 @@ async fn follow(
                 }
                 last = Some(stream_seq);
                 let msg = match wire::decode(&m.payload) {
-                    Ok((Venue::CoinApi, json)) => coinapi.decode(json).map_err(|e| e.0),
-                    Ok((Venue::Moment, json)) => moment.decode(json).map_err(|e| e.0),
+                    Ok((Venue::CoinApi, Body::Json(json))) => coinapi.decode(json).map_err(|e| e.0),
+                    Ok((Venue::Moment, Body::Json(json))) => moment.decode(json).map_err(|e| e.0),
+                    Ok((_, Body::Binary(record))) => binary::read(record, &mut keys),
                     Err(e) => Err(e),
                 };
                 let msg = msg.unwrap_or_else(|reason| Msg::ParseError {

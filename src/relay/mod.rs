@@ -2,6 +2,7 @@
 //! ([`spawn_relay`]), and a consumer feed reads them back as the same typed messages
 //! ([`consume::spawn`]). No Python is on either path.
 
+pub mod binary;
 pub mod consume;
 pub mod wire;
 
@@ -13,7 +14,6 @@ use std::time::Duration;
 use async_nats::jetstream;
 use bytes::Bytes;
 use futures::stream::{FuturesUnordered, StreamExt};
-use tokio::sync::Notify;
 
 use crate::delivery::{Pop, Queue};
 use wire::Venue;
@@ -30,16 +30,18 @@ pub struct RelayConfig {
     /// The JetStream stream's name; created with subjects `tickwire.>` when missing.
     pub stream: String,
     pub venue: Venue,
-    /// The most publishes awaiting their ack at once; at the bound the relay stops taking
-    /// from the queue, so the stream's overflow policy applies.
+    /// The most publishes awaiting their ack at once, per shard; at the bound the shard stops
+    /// taking from its queue, so the stream's overflow policy applies.
     pub window: usize,
 }
 
-/// A relay's counters.
+/// A relay shard's counters.
 #[derive(Debug, Default)]
 pub struct RelayStats {
     /// Messages sent to JetStream (a retry counts again).
     pub published: AtomicU64,
+    /// Payload bytes sent to JetStream (a retry counts again).
+    pub bytes: AtomicU64,
     /// Acks received, duplicates included.
     pub acked: AtomicU64,
     /// Acks that said JetStream already had the message id (stored once).
@@ -52,20 +54,22 @@ pub struct RelayStats {
     pub ready: AtomicBool,
 }
 
-/// A running relay.
+/// A running relay: one publish loop per shard (a venue connection's stream), all on one NATS
+/// connection.
 pub struct Relay {
-    pub stats: Arc<RelayStats>,
-    stop: Arc<Notify>,
+    /// One entry per shard, in the order the queues were given.
+    pub shards: Vec<Arc<RelayStats>>,
+    stop: tokio::sync::watch::Sender<bool>,
     done: Arc<(parking_lot::Mutex<bool>, parking_lot::Condvar)>,
 }
 
 impl Relay {
-    /// Asks the relay to stop taking new messages; what is in flight is still awaited.
+    /// Asks every shard to stop taking new messages; what is in flight is still awaited.
     pub fn stop(&self) {
-        self.stop.notify_one();
+        self.stop.send_replace(true);
     }
 
-    /// Waits up to `timeout` for the relay's task to end; true if it did.
+    /// Waits up to `timeout` for every shard's loop to end; true if they did.
     pub fn wait(&self, timeout: Duration) -> bool {
         let (lock, cond) = &*self.done;
         let mut ended = lock.lock();
@@ -86,36 +90,41 @@ struct Outgoing {
     payload: Bytes,
 }
 
-/// Starts relaying `queue` (a stream opened with `keep_raw`) to JetStream on `handle`.
+/// Starts relaying each of `queues` (streams opened with `keep_raw`, one per shard) to
+/// JetStream on `handle`.
 pub fn spawn_relay(
     handle: &tokio::runtime::Handle,
     config: RelayConfig,
-    queue: Arc<Queue>,
+    queues: Vec<Arc<Queue>>,
 ) -> Relay {
-    let stats = Arc::new(RelayStats::default());
-    let stop = Arc::new(Notify::new());
+    let shards: Vec<Arc<RelayStats>> = queues.iter().map(|_| Arc::default()).collect();
+    let (stop, stopped) = tokio::sync::watch::channel(false);
     let done = Arc::new((parking_lot::Mutex::new(false), parking_lot::Condvar::new()));
-    let (s, st, d) = (stats.clone(), stop.clone(), done.clone());
+    let (s, d) = (shards.clone(), done.clone());
     handle.spawn(async move {
-        if let Err(e) = run(config, &queue, &s, &st).await {
+        if let Err(e) = run(config, &queues, &s, stopped).await {
             log::error!("relay ended: {e}");
         }
-        queue.close();
+        for queue in &queues {
+            queue.close();
+        }
         *d.0.lock() = true;
         d.1.notify_all();
     });
-    Relay { stats, stop, done }
+    Relay { shards, stop, done }
 }
 
-async fn connect(config: &RelayConfig) -> Result<jetstream::Context, String> {
+async fn connect(config: &RelayConfig, shards: usize) -> Result<jetstream::Context, String> {
     let client = async_nats::ConnectOptions::new()
         .retry_on_initial_connect()
         .connect(config.url.as_str())
         .await
         .map_err(|e| format!("cannot connect to {}: {e}", config.url))?;
-    // Our own window bounds the acks awaited; the client's limit only has to stay above it.
+    // Our own windows bound the acks awaited; the client's limit, shared by every shard on
+    // this context, has to stay above their sum: at the limit a publish waits for a permit
+    // that only acks awaited by the waiting shard's own loop would free (a deadlock).
     let js = jetstream::ContextBuilder::new()
-        .max_ack_inflight(config.window.max(1) + 1)
+        .max_ack_inflight(config.window.max(1).saturating_mul(shards.max(1)) + 1)
         .build(client);
     js.get_or_create_stream(jetstream::stream::Config {
         name: config.stream.clone(),
@@ -131,16 +140,55 @@ async fn connect(config: &RelayConfig) -> Result<jetstream::Context, String> {
 
 async fn run(
     config: RelayConfig,
-    queue: &Queue,
-    stats: &RelayStats,
-    stop: &Notify,
+    queues: &[Arc<Queue>],
+    shards: &[Arc<RelayStats>],
+    mut stopped: tokio::sync::watch::Receiver<bool>,
 ) -> Result<(), String> {
     let js = tokio::select! {
-        js = connect(&config) => js?,
-        () = stop.notified() => return Ok(()),
+        js = connect(&config, queues.len()) => js?,
+        () = stop_asked(&mut stopped) => return Ok(()),
     };
-    stats.ready.store(true, Ordering::Release);
-    let window = config.window.max(1);
+    // Each shard's loop is a task of its own, so shards publish in parallel on a
+    // multi-threaded runtime; they share the NATS connection.
+    let loops: Vec<_> = queues
+        .iter()
+        .zip(shards)
+        .map(|(queue, stats)| {
+            stats.ready.store(true, Ordering::Release);
+            tokio::spawn(shard(
+                js.clone(),
+                config.venue,
+                config.window.max(1),
+                queue.clone(),
+                stats.clone(),
+                stopped.clone(),
+            ))
+        })
+        .collect();
+    let mut result = Ok(());
+    for (i, task) in loops.into_iter().enumerate() {
+        let ended = task
+            .await
+            .map_err(|e| format!("shard {i}: {e}"))
+            .and_then(|r| r.map_err(|e| format!("shard {i}: {e}")));
+        if result.is_ok() {
+            result = ended;
+        }
+    }
+    result
+}
+
+/// One shard's loop: takes its queue's batches and publishes them, at most `window` awaiting
+/// their acks.
+async fn shard(
+    js: jetstream::Context,
+    venue: Venue,
+    window: usize,
+    queue: Arc<Queue>,
+    stats: Arc<RelayStats>,
+    mut stopped: tokio::sync::watch::Receiver<bool>,
+) -> Result<(), String> {
+    let stats = &*stats;
     let mut in_flight = FuturesUnordered::new();
     // Messages whose ack failed, sent again (same id, so JetStream stores them once) before
     // anything new; bounded by `window`, since each was in flight.
@@ -163,9 +211,9 @@ async fn run(
                 continue;
             };
             let out = Outgoing {
-                subject: wire::subject(config.venue, &e.msg),
-                id: wire::message_id(config.venue, &e.msg, raw),
-                payload: Bytes::from(wire::encode(config.venue, raw)),
+                subject: wire::subject(venue, &e.msg),
+                id: wire::message_id(venue, &e.msg, raw),
+                payload: Bytes::from(wire::encode(venue, &e.msg, raw)),
             };
             publish(&js, out, &mut in_flight, stats).await;
         }
@@ -178,7 +226,7 @@ async fn run(
             && !stopping
             && !ended;
         tokio::select! {
-            () = stop.notified(), if !stopping => {
+            () = stop_asked(&mut stopped), if !stopping => {
                 // What was taken from the queue is still published; nothing new is taken.
                 stopping = true;
             }
@@ -212,6 +260,12 @@ async fn run(
     }
 }
 
+/// Resolves once the relay is asked to stop (or dropped, which asks the same).
+async fn stop_asked(stopped: &mut tokio::sync::watch::Receiver<bool>) {
+    // The guard `wait_for` returns is not `Send`; it must not live across an await.
+    let _ = stopped.wait_for(|stop| *stop).await.map(|_| ());
+}
+
 type AckFuture =
     std::pin::Pin<Box<dyn std::future::Future<Output = (Outgoing, Result<bool, String>)> + Send>>;
 
@@ -222,6 +276,9 @@ async fn publish(
     stats: &RelayStats,
 ) {
     stats.published.fetch_add(1, Ordering::Relaxed);
+    stats
+        .bytes
+        .fetch_add(out.payload.len() as u64, Ordering::Relaxed);
     stats.in_flight.fetch_add(1, Ordering::Relaxed);
     let sent = js
         .send_publish(

@@ -1,18 +1,24 @@
 //! What a relayed message looks like on NATS: its subject, its message id and its payload.
 //!
-//! Payload (version 1): one version byte, one venue byte, then the venue's own JSON text of
-//! the message as it was received, so a consumer decodes it with the same decoder a direct
-//! connection uses and gets the same typed message.
+//! Payload (version 2, chosen by measurement: docs/nats.md): one version byte, one venue byte,
+//! then one record: trades, quotes, L2 books and indexes in the compact binary form of
+//! [`super::binary`]; every other type as the tag [`super::binary::JSON`] and the venue's own
+//! JSON text as it was received, decoded by the consumer with the decoder a direct connection
+//! uses. Either way the consumer gets the same typed message. Version 1 (the venue byte, then
+//! the JSON text alone) is still read.
 //!
 //! Subject: `tickwire.<venue>.<type>.<key>`; an exchange rate's key is two tokens
 //! (`<base>.<quote>`). Each token keeps ASCII letters, digits, `_` and `-`; every other byte
 //! (`.`, `*`, `>`, spaces, `/`, `~`, non-ASCII) becomes `~` and two upper-case hex digits, so a
 //! token never splits, never acts as a wildcard, and decodes back unambiguously.
 
+use super::binary;
 use crate::model::Msg;
 
-/// The payload format version this build writes and reads.
-pub const VERSION: u8 = 1;
+/// The payload format version this build writes.
+pub const VERSION: u8 = 2;
+/// The earlier version, still read: the venue byte, then the JSON text.
+pub const VERSION_JSON: u8 = 1;
 
 /// The venue a relayed message came from.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -143,26 +149,51 @@ fn without_sequence(raw: &str) -> (&str, &str) {
     (&raw[..start], &rest[digits..])
 }
 
-/// The payload of one relayed message.
-pub fn encode(venue: Venue, raw: &str) -> Vec<u8> {
-    let mut out = Vec::with_capacity(raw.len() + 2);
-    out.push(VERSION);
-    out.push(venue as u8);
+/// The payload of one relayed message: `msg` as the relay's stream decoded it from `raw`.
+pub fn encode(venue: Venue, msg: &Msg, raw: &str) -> Vec<u8> {
+    // Binary records are at most about the JSON's size; the reserve is one allocation.
+    let mut out = Vec::with_capacity(raw.len() + 3);
+    out.extend_from_slice(&[VERSION, venue as u8]);
+    if !binary::write(msg, &mut out) {
+        out.push(binary::JSON);
+        out.extend_from_slice(raw.as_bytes());
+    }
+    out
+}
+
+/// The payload of one relayed message as JSON text whatever its type (what [`encode`] does
+/// for types without a binary form; the benches compare the two).
+pub fn encode_json(venue: Venue, raw: &str) -> Vec<u8> {
+    let mut out = Vec::with_capacity(raw.len() + 3);
+    out.extend_from_slice(&[VERSION, venue as u8, binary::JSON]);
     out.extend_from_slice(raw.as_bytes());
     out
 }
 
-/// A payload's venue and JSON text.
+/// What a payload holds.
+#[derive(Debug, PartialEq)]
+pub enum Body<'a> {
+    /// The venue's JSON text, for the venue's decoder.
+    Json(&'a [u8]),
+    /// A binary record, for [`binary::read`].
+    Binary(&'a [u8]),
+}
+
+/// A payload's venue and body.
 ///
 /// # Errors
-/// A text saying why the payload is not a version-1 tickwire message.
-pub fn decode(payload: &[u8]) -> Result<(Venue, &[u8]), String> {
+/// A text saying why the payload is not a tickwire message of a version this build reads.
+pub fn decode(payload: &[u8]) -> Result<(Venue, Body<'_>), String> {
+    let venue = |b: u8| Venue::from_byte(b).ok_or_else(|| format!("unknown venue byte {b}"));
     match payload {
-        [VERSION, venue, json @ ..] => Venue::from_byte(*venue)
-            .map(|v| (v, json))
-            .ok_or_else(|| format!("unknown venue byte {venue}")),
-        [v, ..] => Err(format!("unknown payload version {v}")),
+        [VERSION, v, binary::JSON, json @ ..] => Ok((venue(*v)?, Body::Json(json))),
+        [VERSION, v, record @ ..] if !record.is_empty() => Ok((venue(*v)?, Body::Binary(record))),
+        [VERSION_JSON, v, json @ ..] => Ok((venue(*v)?, Body::Json(json))),
+        [v, ..] if *v != VERSION && *v != VERSION_JSON => {
+            Err(format!("unknown payload version {v}"))
+        }
         [] => Err("empty payload".into()),
+        _ => Err("payload too short".into()),
     }
 }
 
@@ -202,12 +233,99 @@ mod tests {
         assert_eq!(subject(Venue::CoinApi, &msg), "tickwire.coinapi.quote.X");
     }
 
+    /// The simulator broadcasts one market to every connection, each with its own sequence
+    /// counters: two connections' copies of a message must get one id, and two different
+    /// messages two ids.
+    #[test]
+    fn two_connections_give_each_message_one_id() {
+        use crate::sim::coinapi::Renderer;
+        use crate::sim::market::{Kind, Market, Universe};
+        use std::collections::{HashMap, HashSet};
+        use std::sync::Arc;
+
+        let u = Arc::new(Universe::new(8));
+        let mut market = Market::new(11, u.clone());
+        let (mut first, mut second) = (Renderer::new(&u, 1), Renderer::new(&u, 2));
+        let (mut a, mut b) = (String::new(), String::new());
+        let mut decoder = CoinApiDecoder::default();
+        let mut ids: HashMap<String, String> = HashMap::new();
+        let mut kinds: HashSet<String> = HashSet::new();
+        for i in 0..20_000 {
+            let ev = market.next_event(1_700_000_000_000_000_000 + i);
+            first.render(&ev, false, &mut a);
+            second.render(&ev, false, &mut b);
+            let msg = decoder.decode(a.as_bytes()).expect("simulated message");
+            let other = decoder.decode(b.as_bytes()).expect("simulated message");
+            let id = message_id(Venue::CoinApi, &msg, &a);
+            assert_eq!(id, message_id(Venue::CoinApi, &other, &b), "{a}\n{b}");
+            if matches!(ev.kind, Kind::Trade | Kind::Quote | Kind::Book5) {
+                // Different messages never share an id (the text without the sequence differs).
+                assert!(ids.insert(id, a.clone()).is_none(), "{a}");
+            }
+            kinds.insert(msg.type_name().to_owned());
+        }
+        for kind in [
+            "trade", "quote", "book", "book5", "book_l3", "ohlcv", "exrate", "index",
+        ] {
+            assert!(kinds.contains(kind), "{kind} not generated");
+        }
+    }
+
     #[test]
     fn payloads_round_trip_and_refuse_other_versions() {
-        let p = encode(Venue::Moment, "{}");
-        assert_eq!(decode(&p), Ok((Venue::Moment, &b"{}"[..])));
-        assert!(decode(&[2, 1, b'{']).is_err());
+        let p = encode(Venue::Moment, &Msg::Heartbeat, "{}");
+        assert_eq!(decode(&p), Ok((Venue::Moment, Body::Json(&b"{}"[..]))));
+        assert_eq!(p, encode_json(Venue::Moment, "{}"));
+        // Version 1: the JSON right after the venue byte.
+        assert_eq!(
+            decode(&[1, 1, b'{']),
+            Ok((Venue::CoinApi, Body::Json(&b"{"[..])))
+        );
+        assert!(decode(&[3, 1, b'{']).is_err());
         assert!(decode(&[1, 9]).is_err());
+        assert!(decode(&[2, 1]).is_err());
+        assert!(decode(&[2]).is_err());
         assert!(decode(&[]).is_err());
+    }
+
+    /// Every type the simulator makes comes back from its payload as the message the JSON
+    /// decoder made of the text: binary for trades, quotes, L2 books and indexes, JSON for the
+    /// rest.
+    #[test]
+    fn every_simulated_message_round_trips() {
+        use crate::codec::Interner;
+        use crate::sim::coinapi::Renderer;
+        use crate::sim::market::{Market, Universe};
+        use std::sync::Arc;
+
+        let u = Arc::new(Universe::new(8));
+        let mut market = Market::new(12, u.clone());
+        let mut renderer = Renderer::new(&u, 1);
+        let (mut text, mut decoder, mut back) = (
+            String::new(),
+            CoinApiDecoder::default(),
+            CoinApiDecoder::default(),
+        );
+        let mut keys = Interner::default();
+        let (mut binary, mut json) = (0, 0);
+        for i in 0..20_000 {
+            let ev = market.next_event(1_700_000_000_000_000_000 + i);
+            renderer.render(&ev, false, &mut text);
+            let msg = decoder.decode(text.as_bytes()).expect("simulated message");
+            let payload = encode(Venue::CoinApi, &msg, &text);
+            let again = match decode(&payload).expect("its own payload") {
+                (Venue::CoinApi, Body::Binary(record)) => {
+                    binary += 1;
+                    binary::read(record, &mut keys).expect("its own record")
+                }
+                (Venue::CoinApi, Body::Json(j)) => {
+                    json += 1;
+                    back.decode(j).expect("its own text")
+                }
+                other => panic!("{other:?}"),
+            };
+            assert_eq!(again, msg, "{text}");
+        }
+        assert!(binary > 0 && json > 0, "{binary} binary, {json} JSON");
     }
 }
