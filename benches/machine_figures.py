@@ -20,14 +20,11 @@ Build with ``maturin develop --release`` first. Prints one line per run and the 
 from __future__ import annotations
 
 import argparse
-import base64
-import hashlib
 import json
 import multiprocessing as mp
 import os
 import socket
 import statistics
-import struct
 import sys
 import threading
 import time
@@ -39,12 +36,13 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
+# The raw servers' handshake and frames, shared with the hostile-server tests.
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests"))
 
 from _simproc import SimProcess, rss_mb
 
 import tickwire as tw
-
-GUID = b"258EAFA5-E914-47DA-95CA-C5AB0DC85B11"
+from _rawws import frame, upgrade
 
 
 def load() -> str:
@@ -52,34 +50,6 @@ def load() -> str:
 
 
 # --- raw servers (each runs in a child process) ---------------------------------------------
-
-
-def upgrade(conn: socket.socket) -> None:
-    request = b""
-    while b"\r\n\r\n" not in request:
-        chunk = conn.recv(4096)
-        if not chunk:
-            raise EOFError
-        request += chunk
-    key = next(
-        line.split(":", 1)[1].strip()
-        for line in request.decode().split("\r\n")
-        if line.lower().startswith("sec-websocket-key:")
-    )
-    accept = base64.b64encode(hashlib.sha1(key.encode() + GUID).digest()).decode()
-    conn.sendall(
-        (
-            "HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\n"
-            f"Connection: Upgrade\r\nSec-WebSocket-Accept: {accept}\r\n\r\n"
-        ).encode()
-    )
-
-
-def frame(opcode: int, payload: bytes) -> bytes:
-    n = len(payload)
-    head = bytes([0x80 | opcode])
-    head += bytes([n]) if n < 126 else bytes([126]) + struct.pack("!H", n)
-    return head + payload
 
 
 def _flood(conn: socket.socket, stop: threading.Event) -> None:

@@ -3,11 +3,8 @@ never reads, a notice an hour ahead, a notice on every connection, and a refused
 
 from __future__ import annotations
 
-import base64
-import hashlib
 import json
 import socket
-import struct
 import threading
 import time
 from collections.abc import Callable
@@ -16,41 +13,9 @@ from typing import Any
 import pytest
 
 import tickwire as tw
+from _rawws import frame, upgrade
 
-GUID = b"258EAFA5-E914-47DA-95CA-C5AB0DC85B11"
 MARKET = ("trade", "quote", "index")
-
-
-def upgrade(conn: socket.socket) -> None:
-    """Reads the upgrade request and accepts it."""
-    request = b""
-    while b"\r\n\r\n" not in request:
-        chunk = conn.recv(4096)
-        if not chunk:
-            raise EOFError
-        request += chunk
-    key = next(
-        line.split(":", 1)[1].strip()
-        for line in request.decode().split("\r\n")
-        if line.lower().startswith("sec-websocket-key:")
-    )
-    accept = base64.b64encode(hashlib.sha1(key.encode() + GUID).digest()).decode()
-    conn.sendall(
-        (
-            "HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\n"
-            f"Connection: Upgrade\r\nSec-WebSocket-Accept: {accept}\r\n\r\n"
-        ).encode()
-    )
-
-
-def frame(opcode: int, payload: bytes) -> bytes:
-    n = len(payload)
-    head = bytes([0x80 | opcode])
-    if n < 126:
-        head += bytes([n])
-    else:
-        head += bytes([126]) + struct.pack("!H", n)
-    return head + payload
 
 
 def tcp_states(port: int) -> list[str]:
