@@ -23,6 +23,7 @@ __all__ = [
     "Gap",
     "Heartbeat",
     "Index",
+    "LoadServer",
     "Message",
     "Metadata",
     "Ohlcv",
@@ -34,7 +35,6 @@ __all__ = [
     "Quote",
     "ReconnectNotice",
     "RelayCore",
-    "ReplayServer",
     "ServerError",
     "SimStats",
     "Simulator",
@@ -1053,7 +1053,7 @@ class Simulator:
     def __exit__(self, *args: object) -> None: ...
 
 @final
-class ReplayServer:
+class LoadServer:
     def __new__(
         cls,
         *,
@@ -1064,12 +1064,12 @@ class ReplayServer:
         seed: int = 0,
         rate: int = 0,
         compression: bool = False,
-    ) -> ReplayServer: ...
+    ) -> LoadServer: ...
     @property
     def url(self) -> str: ...
     def stats(self) -> dict[str, int]: ...
     def close(self) -> None: ...
-    def __enter__(self) -> ReplayServer: ...
+    def __enter__(self) -> LoadServer: ...
     def __exit__(self, *args: object) -> None: ...
 
 @final

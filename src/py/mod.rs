@@ -4,10 +4,10 @@ mod arrow;
 mod batch;
 mod book;
 mod errors;
+mod load;
 mod logs;
 mod messages;
 mod relay;
-mod replay;
 mod runtime;
 mod simulator;
 mod stream;
@@ -36,7 +36,7 @@ pub fn register(m: &Bound<'_, PyModule>) -> PyResult<()> {
     book::register(m)?;
     stream::register(m)?;
     simulator::register(m)?;
-    replay::register(m)?;
+    load::register(m)?;
     relay::register(m)?;
     m.add_function(wrap_pyfunction!(io_mode, m)?)?;
     add_message_union(m)

@@ -38,10 +38,10 @@ pub(crate) mod coinapi;
 pub(crate) mod conn;
 pub(crate) mod faults;
 pub(crate) mod fmt;
+pub mod load;
 pub(crate) mod market;
 pub(crate) mod moment;
 pub(crate) mod pump;
-pub mod replay;
 
 #[cfg(test)]
 mod tests;
