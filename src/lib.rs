@@ -14,6 +14,7 @@ pub mod model;
 pub mod protocol;
 #[cfg(feature = "python")]
 pub mod py;
+pub mod record;
 pub mod relay;
 pub mod sim;
 pub mod transport;
