@@ -1,6 +1,7 @@
 """Type stubs for the Rust extension ``tickwire._core``."""
 
-from collections.abc import Iterator
+import os
+from collections.abc import Iterator, Sequence
 from typing import Any, Literal, final
 
 from typing_extensions import Self
@@ -1028,6 +1029,8 @@ class Simulator:
         record: bool = True,
         spin_pacing: bool = False,
         generate: list[str] | None = None,
+        replay: str | os.PathLike[str] | Sequence[str | os.PathLike[str]] | None = None,
+        speed: float | None = None,
     ) -> Simulator: ...
     @property
     def url(self) -> str: ...

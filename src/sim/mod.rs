@@ -42,6 +42,7 @@ pub mod load;
 pub(crate) mod market;
 pub(crate) mod moment;
 pub(crate) mod pump;
+pub mod recorded;
 
 #[cfg(test)]
 mod tests;
