@@ -1,0 +1,183 @@
+"""``tw.Simulator(replay=path)``: a recording served over WebSocket on 127.0.0.1, to tickwire and
+to a plain ``websockets`` client, frame for frame and close for close."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+import tickwire as tw
+
+ws_sync = pytest.importorskip("websockets.sync.client")
+ws_exc = pytest.importorskip("websockets.exceptions")
+
+#: The start of a recording of format version 99 (docs/recording.md: magic, version u16 LE).
+NEWER_HEADER = b"TWREC\r\n\0" + (99).to_bytes(2, "little") + bytes(64)
+
+EVENTS = (tw.Connected, tw.Disconnected, tw.Gap, tw.Stale, tw.Dropped, tw.Switched, tw.ParseError)
+
+
+def _record(sim: Any, path: Path, n: int, **connect: Any) -> list[Any]:
+    """Records a live session until ``n`` data messages; returns everything delivered."""
+    feed = tw.CoinAPI(url=sim.url, data_types=["trade", "quote"], heartbeat=False)
+    got: list[Any] = []
+    with tw.connect(feed, record=str(path), keep_raw=True, **connect) as stream:
+        while sum(not isinstance(m, EVENTS) for m in got) < n:
+            batch = stream.next_batch(timeout=10)
+            assert batch is not None, "the simulator stopped sending"
+            got.extend(batch)
+    return got
+
+
+def _raws(messages: list[Any]) -> list[str]:
+    return [m.raw for m in messages if not isinstance(m, EVENTS)]
+
+
+def _recv_all(ws: Any) -> list[tuple[float, str]]:
+    """Every frame until the server closes normally, with when it came (monotonic)."""
+    frames: list[tuple[float, str]] = []
+    try:
+        while True:
+            frame = str(ws.recv(timeout=10))
+            frames.append((time.monotonic(), frame))
+    except ws_exc.ConnectionClosedOK:
+        return frames
+
+
+def _read_all(stream: tw.Stream) -> list[Any]:
+    """Everything a stream delivers until it ends (``reconnect=None``: the first close)."""
+    out: list[Any] = []
+    for batch in stream:
+        out.extend(batch)
+    return out
+
+
+@pytest.mark.timeout(60)
+def test_a_recording_is_served_frame_for_frame(
+    make_sim: Callable[..., Any], tmp_path: Path
+) -> None:
+    live_sim = make_sim(rate=5_000, symbols=10)
+    path = tmp_path / "session.twr"
+    live = _record(live_sim, path, 400)
+    live_sim.close()
+    recorded = _raws(live)
+    assert len(recorded) >= 400
+
+    with tw.Simulator(host="127.0.0.1", replay=path) as sim:
+        assert sim.protocol == "coinapi"
+        # tickwire, subscribed to something else entirely: it gets what was recorded.
+        feed = tw.CoinAPI(url=sim.url, data_types=["book_l3"], symbols=["NOPE_"])
+        with tw.connect(feed, keep_raw=True, reconnect=None) as stream:
+            served = _read_all(stream)
+        assert _raws(served) == recorded
+        ends = [m for m in served if isinstance(m, tw.Disconnected)]
+        assert len(ends) == 1
+        # The recording ended with the consumer's close: served as a normal close.
+        assert ends[0].code == 1000
+
+        # A second client gets the recording's second connection: there is none.
+        with ws_sync.connect(sim.url) as ws:
+            with pytest.raises(ws_exc.ConnectionClosedOK):
+                ws.recv(timeout=10)
+            assert ws.close_code == 1000
+            assert ws.close_reason == "end of recording"
+        st = sim.stats()
+        assert st.connections == 2
+        assert st.messages_sent == len(recorded)
+        assert st.finished
+
+
+@pytest.mark.timeout(60)
+def test_a_plain_websocket_client_gets_the_same_frames(
+    make_sim: Callable[..., Any], tmp_path: Path
+) -> None:
+    live_sim = make_sim(rate=5_000, symbols=10)
+    path = tmp_path / "session.twr"
+    recorded = _raws(_record(live_sim, path, 200))
+    live_sim.close()
+    with tw.Simulator(host="127.0.0.1", replay=[path]) as sim, ws_sync.connect(sim.url) as ws:
+        ws.send('{"type":"hello","subscribe_data_type":["trade"]}')
+        frames = [f for _, f in _recv_all(ws)]
+        assert ws.close_code == 1000
+    assert frames == recorded
+
+
+@pytest.mark.timeout(90)
+def test_recorded_closes_are_replayed_and_a_reconnect_gets_the_next_connection(
+    make_sim: Callable[..., Any], tmp_path: Path
+) -> None:
+    # The first connection ends with the server's error and close; the client reconnects.
+    live_sim = make_sim(rate=5_000, symbols=10, faults=tw.Faults(error_after_s=0.3))
+    path = tmp_path / "session.twr"
+    policy = tw.ReconnectPolicy(initial_delay=0.05, max_delay=0.1)
+    feed = tw.CoinAPI(url=live_sim.url, data_types=["trade", "quote"], heartbeat=False)
+    live: list[Any] = []
+    with tw.connect(feed, record=str(path), keep_raw=True, reconnect=policy) as stream:
+        while not any(isinstance(m, tw.Disconnected) for m in live) or len(live) < 600:
+            batch = stream.next_batch(timeout=10)
+            assert batch is not None
+            live.extend(batch)
+    live_sim.close()
+    live_ends = [m for m in live if isinstance(m, tw.Disconnected)]
+    assert live_ends, "the fault did not close the first connection"
+    first_end = live.index(live_ends[0])
+
+    with tw.Simulator(host="127.0.0.1", replay=path) as sim:
+        feed = tw.CoinAPI(url=sim.url, data_types=["trade"], heartbeat=False)
+        with tw.connect(feed, keep_raw=True, reconnect=policy) as stream:
+            served: list[Any] = []
+            want = len(_raws(live))
+            deadline = time.monotonic() + 30
+            while len(_raws(served)) < want and time.monotonic() < deadline:
+                batch = stream.next_batch(timeout=1)
+                if batch is not None:
+                    served.extend(batch)
+    # Frame for frame across the reconnect, and the first connection ended as recorded.
+    assert _raws(served)[:want] == _raws(live)
+    served_ends = [m for m in served if isinstance(m, tw.Disconnected)]
+    assert served_ends[0].code == live_ends[0].code
+    assert _raws(served[: served.index(served_ends[0])]) == _raws(live[:first_end])
+    assert sum(isinstance(m, tw.Connected) for m in served) >= 2
+
+
+@pytest.mark.timeout(60)
+def test_recorded_timing_is_kept_at_speed_one(make_sim: Callable[..., Any], tmp_path: Path) -> None:
+    live_sim = make_sim(rate=500, symbols=5)
+    path = tmp_path / "session.twr"
+    live = _record(live_sim, path, 100)
+    live_sim.close()
+    data = [m for m in live if not isinstance(m, EVENTS)]
+    span_s = (data[-1].recv_ns - data[0].recv_ns) / 1e9
+    with tw.Simulator(host="127.0.0.1", replay=path, speed=1.0) as sim:
+        start = time.monotonic()
+        with ws_sync.connect(sim.url) as ws:
+            frames = _recv_all(ws)
+    assert len(frames) == len(data)
+    last = frames[-1][0]
+    # Paced, a frame never leaves before its recorded offset from the connection's start, so
+    # the last one comes at least the recorded span after connecting (a lower bound: the
+    # machine's load cannot break it).
+    assert last - start >= span_s
+
+
+def test_bad_recordings_are_refused_at_start(tmp_path: Path) -> None:
+    with pytest.raises(FileNotFoundError):
+        tw.Simulator(replay=tmp_path / "missing.twr")
+    junk = tmp_path / "junk.twr"
+    junk.write_bytes(b"not a recording at all")
+    with pytest.raises(ValueError, match="not a tickwire recording"):
+        tw.Simulator(replay=junk)
+    newer = tmp_path / "newer.twr"
+    newer.write_bytes(NEWER_HEADER)
+    with pytest.raises(ValueError, match="format version 99"):
+        tw.Simulator(replay=newer)
+    with pytest.raises(ValueError, match="speed"):
+        tw.Simulator(replay=junk, speed=0.0)
+    with pytest.raises(ValueError, match="faults"):
+        tw.Simulator(replay=junk, faults=tw.Faults(gap_every=3))
+    with pytest.raises(ValueError, match="speed"):
+        tw.Simulator(speed=2.0)
