@@ -134,29 +134,36 @@ def record(feed: tw.CoinAPI | tw.Moment, args: argparse.Namespace) -> int:
 
 def _existing_file(text: str) -> str:
     p = Path(text)
-    if not p.exists():
+    if not p.exists() and not p.with_name(f"{p.stem}.0.twr").exists():
+        # `<stem>.twr` also names a rotated recording by its parts `<stem>.<n>.twr`.
         raise argparse.ArgumentTypeError(f"no such file: {text!r}")
+    if not p.exists():
+        return text
     if not p.is_file():
         raise argparse.ArgumentTypeError(f"not a file: {text!r}")
     return text
 
 
-def _open_replay(args: argparse.Namespace, *, speed: float | None) -> tw.Stream:
-    """The replay stream; a file this tickwire cannot read at all is the user's input."""
+def _open_replay(
+    args: argparse.Namespace, *, speed: float | None, keep_raw: bool = False
+) -> tw.Stream:
+    """The replay stream. A file refused before anything is replayed (not a recording, a
+    newer format version, unreadable) is the user's input: a usage error."""
     files: list[str] = list(args.files)
     try:
         return tw.replay(
-            files if len(files) > 1 else files[0],
+            files,
             speed=speed,
             start_ns=args.start,
             end_ns=args.end,
+            keep_raw=keep_raw,
         )
-    except (ValueError, OSError) as exc:
+    except (ValueError, OSError, tw.ProtocolError) as exc:
         raise _usage(str(exc)) from None
 
 
 def cmd_replay(args: argparse.Namespace) -> int:
-    stream = _open_replay(args, speed=args.speed)
+    stream = _open_replay(args, speed=args.speed, keep_raw=bool(args.raw))
     with stream:
         if args.table:
             _replay_table(stream, args)

@@ -186,7 +186,8 @@ async fn accept_loop(
             () = super::until_set(&mut shutdown) => return,
         };
         let _ = tcp.set_nodelay(true);
-        // Upgrades are taken in accept order, so the n-th client gets the n-th connection.
+        // Upgrades are taken in accept order, so the n-th client gets the n-th connection (a
+        // client that never completes its upgrade holds the next ones back for 10 s at most).
         let upgrade = tokio_tungstenite::accept_async(tcp);
         let Ok(Ok(ws)) = tokio::time::timeout(Duration::from_secs(10), upgrade).await else {
             continue;
