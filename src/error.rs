@@ -12,10 +12,11 @@ pub enum Error {
     /// The server refused the API key: the caller's credentials are wrong.
     #[error("{0}")]
     Auth(String),
-    /// The server broke the protocol in a way the stream cannot continue from. No stream ends
-    /// this way today: PROTOCOLS.md names no server behaviour that reconnecting cannot get past
-    /// (a frame that breaks RFC 6455 or the venue's JSON fails that one connection, and the
-    /// next may be fine), so the variant stays only as the public `ProtocolError` class.
+    /// Bytes broke a format in a way the stream cannot continue from. No live stream ends this
+    /// way: PROTOCOLS.md names no server behaviour that reconnecting cannot get past (a frame
+    /// that breaks RFC 6455 or the venue's JSON fails that one connection, and the next may be
+    /// fine). A replayed recording that is damaged, not a recording, or of a newer format
+    /// version does: the file's fault.
     #[error("{0}")]
     Protocol(String),
     /// The consumer closed the stream and then used it: the caller's fault.
@@ -34,6 +35,7 @@ impl Error {
             StreamEnd::ClosedByUser => Some(Error::Closed),
             StreamEnd::Auth(m) => Some(Error::Auth(m.clone())),
             StreamEnd::Connect(m) => Some(Error::Connect(m.clone())),
+            StreamEnd::Recording(m) => Some(Error::Protocol(m.clone())),
         }
     }
 }

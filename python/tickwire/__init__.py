@@ -62,6 +62,7 @@ from ._core import (
 )
 from ._feeds import CoinAPI, Moment, ReconnectPolicy
 from ._nats import Nats, Relay, relay
+from ._record import Recorder, replay
 from ._stream import Stream, connect
 
 logging.getLogger("tickwire").addHandler(logging.NullHandler())
@@ -98,6 +99,7 @@ __all__ = [
     "Quote",
     "ReconnectNotice",
     "ReconnectPolicy",
+    "Recorder",
     "Relay",
     "ServerError",
     "SimStats",
@@ -117,4 +119,5 @@ __all__ = [
     "connect",
     "io_mode",
     "relay",
+    "replay",
 ]

@@ -55,6 +55,7 @@ __all__ = [
     "_log_test",
     "io_mode",
     "nats_stream",
+    "replay_stream",
 ]
 __version__: str
 
@@ -914,6 +915,7 @@ class StreamCore:
         close_timeout: float = 2.0,
         initial_attempts: int = 3,
         books: bool = False,
+        record: tuple[str, float | None, float | None] | None = None,
     ) -> StreamCore: ...
     def poll(self, timeout: float | None = None) -> Batch | bool: ...
     def poll_or_arm(self) -> Batch | bool: ...
@@ -1099,3 +1101,15 @@ def nats_stream(
     connect_timeout: float,
 ) -> StreamCore:
     """A ``StreamCore`` fed by JetStream consumers instead of a venue connection."""
+
+def replay_stream(
+    paths: list[str],
+    *,
+    speed: float | None = None,
+    start_ns: int | None = None,
+    end_ns: int | None = None,
+    batch_size: int = 1024,
+    queue_size: int = 262_144,
+    keep_raw: bool = False,
+) -> StreamCore:
+    """A ``StreamCore`` fed by the replay of recordings (``tickwire.replay``)."""

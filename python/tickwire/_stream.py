@@ -5,12 +5,15 @@ from __future__ import annotations
 import asyncio
 from collections.abc import AsyncIterator, Iterable, Iterator
 from types import TracebackType
-from typing import Literal
+from typing import TYPE_CHECKING, Literal
 
 from . import _core
 from ._core import ArrowBatch, Batch, ConnectError, OrderBook, Stats, StreamClosed
 from ._feeds import CoinAPI, Moment, ReconnectPolicy, check_transport
 from ._nats import Nats, stream_core
+
+if TYPE_CHECKING:
+    from ._record import PathLike, Recorder
 
 Overflow = Literal["block", "drop_oldest", "conflate"]
 
@@ -267,6 +270,7 @@ def connect(
     write_timeout: float = 10.0,
     close_timeout: float = 2.0,
     books: bool = False,
+    record: PathLike | Recorder | None = None,
 ) -> Stream:
     """Starts streaming ``feed`` in the background and returns the :class:`Stream`.
 
@@ -280,8 +284,16 @@ def connect(
     ``books=True`` maintains the CoinAPI ``book`` and ``book_l3`` order books in the core
     (:meth:`Stream.book`), with ``BookReset``/``BookSynced`` events in the batches; the raw
     book messages are still delivered.
+
+    ``record`` (a path or a :class:`Recorder`) records the stream for :func:`replay`: every
+    frame received, what was sent (keys scrubbed) and the connections' boundaries, written by
+    a thread of its own; ``close()`` returns once the recording is complete.
     """
+    from ._record import record_arg
+
     if isinstance(feed, Nats):
+        if record is not None:
+            raise ValueError("record= records WebSocket feeds (CoinAPI, Moment), not Nats")
         nats = stream_core(
             feed,
             batch_size=batch_size,
@@ -350,6 +362,7 @@ def connect(
         close_timeout=close_timeout,
         initial_attempts=reconnect.initial_attempts if reconnect is not None else 1,
         books=books,
+        record=record_arg(record),
     )
     # Each initial attempt: the upgrade and the first frame within connect_timeout each,
     # then a backoff delay.

@@ -14,6 +14,7 @@ use crate::feed::backoff::Backoff;
 use crate::feed::machine::{Action, Clock, End, Input, Machine, Request, Settings, Wire};
 use crate::feed::msgnum::MsgNumberTracker;
 use crate::protocol::Session;
+use crate::record::{self, Event as RecEvent, Request as RecRequest, Role, Tap};
 use crate::transport::{ConnectFailure, Connection, Frame, TransportError};
 
 /// Wall clock now, ns since the epoch.
@@ -57,6 +58,38 @@ fn input(frame: &Frame) -> Input<'_> {
     }
 }
 
+/// A frame as recorded (the payload is shared, not copied).
+fn recorded(frame: &Frame) -> RecEvent {
+    match frame {
+        Frame::Data { payload, binary } => RecEvent::Data {
+            payload: payload.clone(),
+            binary: *binary,
+        },
+        Frame::Ping => RecEvent::Ping,
+        Frame::Pong => RecEvent::Pong,
+        Frame::Close { code, reason } => RecEvent::Close {
+            code: *code,
+            reason: reason.clone(),
+        },
+    }
+}
+
+/// A consumer request as recorded.
+fn recorded_request(req: &Request) -> RecRequest {
+    match req {
+        Request::Close => RecRequest::Close,
+        Request::Subscribe(_) => RecRequest::Subscribe,
+        Request::Unsubscribe(_) => RecRequest::Unsubscribe,
+        Request::Resync {
+            symbol_id,
+            book_type,
+        } => RecRequest::Resync {
+            symbol_id: symbol_id.clone(),
+            book_type: (*book_type).to_string(),
+        },
+    }
+}
+
 fn request(cmd: Option<Command>) -> Request {
     match cmd {
         None | Some(Command::Close) => Request::Close,
@@ -92,6 +125,8 @@ pub(crate) struct Outcome {
     pub end: End,
     pub made: bool,
     pub replay: MsgNumberTracker,
+    /// The recording's number for the connection (the one delivered from at the end).
+    pub conn: u32,
 }
 
 /// Runs one connection (and, on a reconnect notice, its make-before-break successor) until
@@ -128,22 +163,50 @@ pub(crate) async fn drive(
             Session::Moment(_) => true,
         },
     };
-    let mut m = Machine::new(config.session.clone(), settings, replay, clocks.read());
+    let opened = clocks.read();
+    let mut tap = config.recorder.clone().map(Tap::new);
+    let primary_id = tap.as_ref().map_or(0, |t| t.recorder().new_conn());
+    if let Some(t) = &mut tap {
+        t.push(
+            primary_id,
+            opened,
+            RecEvent::Opened {
+                role: Role::Primary,
+                attempt,
+                url: shown_url.into(),
+                settings: record::play::settings_json(&settings),
+                continued: false,
+            },
+        );
+    }
+    let mut m = Machine::new(config.session.clone(), settings, replay, opened);
     let mut io = Io {
         primary: conn,
         successor: None,
         connecting: None,
         made: false,
+        tap,
+        primary_id,
+        successor_id: None,
     };
     queue.watch_socket(Some(io.primary.raw_fd()));
     let end = io
         .run(&mut m, config, queue, commands, backoff, &clocks, status)
         .await;
     queue.watch_socket(None);
+    if let Some(t) = &mut io.tap {
+        t.flush();
+    }
     let made = io.made;
+    let conn = io.primary_id;
     let (session, replay) = m.into_parts();
     config.session = session;
-    Outcome { end, made, replay }
+    Outcome {
+        end,
+        made,
+        replay,
+        conn,
+    }
 }
 
 /// The sockets the machine's actions are performed on.
@@ -152,6 +215,10 @@ struct Io {
     successor: Option<Connection>,
     connecting: Option<PendingConnect>,
     made: bool,
+    /// `record=`: what this task hands the recorder, and the connections' numbers in it.
+    tap: Option<Tap>,
+    primary_id: u32,
+    successor_id: Option<u32>,
 }
 
 impl Io {
@@ -186,6 +253,9 @@ impl Io {
             }
             add_counts(&queue.stats, m);
             status.set_state(m.state());
+            if let Some(t) = &mut self.tap {
+                t.flush();
+            }
             let at = m.next_deadline().map_or(far, |d| clocks.origin + d);
             if timer.deadline() != at {
                 timer.as_mut().reset(at);
@@ -194,28 +264,58 @@ impl Io {
             let successor_connect = m.wants_successor_connect() && self.connecting.is_some();
             tokio::select! {
                 biased;
-                cmd = commands.recv() => m.on_request(request(cmd), clocks.read()),
+                cmd = commands.recv() => {
+                    let (req, now) = (request(cmd), clocks.read());
+                    self.note(self.primary_id, now, || RecEvent::Request(recorded_request(&req)));
+                    m.on_request(req, now);
+                }
                 res = async { self.connecting.as_mut().expect("guarded").await },
                     if successor_connect =>
                 {
                     self.connecting = None;
+                    let now = clocks.read();
                     match res {
                         Ok(c) => {
                             self.successor = Some(c);
-                            m.on_successor_connected(clocks.read());
+                            if let Some(t) = &mut self.tap {
+                                let id = t.recorder().new_conn();
+                                self.successor_id = Some(id);
+                                t.push(id, now, RecEvent::Opened {
+                                    role: Role::Successor,
+                                    attempt: 0,
+                                    url: String::new(),
+                                    settings: "{}".into(),
+                                    continued: false,
+                                });
+                            }
+                            m.on_successor_connected(now);
                         }
-                        Err(e) => m.on_successor_failed(&e.to_string(), clocks.read()),
+                        Err(e) => {
+                            let reason = e.to_string();
+                            self.note(self.primary_id, now, || RecEvent::SuccessorFailed {
+                                reason: reason.clone(),
+                            });
+                            m.on_successor_failed(&reason, now);
+                        }
                     }
                 }
                 f = async { self.successor.as_mut().expect("guarded").next().await },
                     if successor_read =>
                 {
                     let now = clocks.read();
+                    let id = self.successor_id.unwrap_or(0);
                     match f {
                         Ok(frame) => {
+                            self.note(id, now, || recorded(&frame));
                             m.on_frame(Wire::Successor, input(&frame), now);
                         }
-                        Err(e) => m.on_read_error(Wire::Successor, &e.reason, e.code, now),
+                        Err(e) => {
+                            self.note(id, now, || RecEvent::ReadError {
+                                reason: e.reason.clone(),
+                                code: e.code,
+                            });
+                            m.on_read_error(Wire::Successor, &e.reason, e.code, now);
+                        }
                     }
                     m.end_burst(now);
                 }
@@ -224,7 +324,11 @@ impl Io {
                     queue.stats.last_frame_ns.store(now.wall_ns, Relaxed);
                     m.end_burst(now);
                 }
-                () = timer.as_mut() => m.on_deadline(clocks.read()),
+                () = timer.as_mut() => {
+                    let now = clocks.read();
+                    self.note(self.primary_id, now, || RecEvent::Deadline);
+                    m.on_deadline(now);
+                }
             }
         }
     }
@@ -248,11 +352,18 @@ impl Io {
             in_burst += 1;
             match item {
                 Ok(frame) => {
+                    if let Some(t) = &mut self.tap {
+                        t.push(self.primary_id, now, recorded(&frame));
+                    }
                     if !m.on_frame(Wire::Primary, input(&frame), now) {
                         break;
                     }
                 }
                 Err(e) => {
+                    self.note(self.primary_id, now, || RecEvent::ReadError {
+                        reason: e.reason.clone(),
+                        code: e.code,
+                    });
                     m.on_read_error(Wire::Primary, &e.reason, e.code, now);
                     break;
                 }
@@ -260,6 +371,21 @@ impl Io {
             next = self.primary.try_next();
         }
         now
+    }
+
+    /// Records `event` on connection `conn` at `now`, if recording (built only then).
+    fn note(&mut self, conn: u32, now: Clock, event: impl FnOnce() -> RecEvent) {
+        if let Some(t) = &mut self.tap {
+            t.push(conn, now, event());
+        }
+    }
+
+    /// The recording's number of a wire's connection, if it exists.
+    fn wire_id(&self, to: Wire) -> Option<u32> {
+        match to {
+            Wire::Primary => Some(self.primary_id),
+            Wire::Successor => self.successor.as_ref().and(self.successor_id),
+        }
     }
 
     fn wire(&mut self, to: Wire) -> Option<&mut Connection> {
@@ -293,6 +419,9 @@ impl Io {
                 // last thing this connection does: the stats say what came off the socket.
                 add_counts(&queue.stats, m);
                 if !queue.push(batch).await {
+                    self.note(self.primary_id, clocks.read(), || {
+                        RecEvent::Request(RecRequest::ConsumerGone)
+                    });
                     m.on_consumer_gone();
                 }
                 return None;
@@ -318,6 +447,14 @@ impl Io {
             }
             Action::Switch => {
                 if let Some(next) = self.successor.take() {
+                    if let Some(id) = self.successor_id.take() {
+                        let old = std::mem::replace(&mut self.primary_id, id);
+                        self.note(old, clocks.read(), || RecEvent::Closed {
+                            reported: false,
+                            reason: "replaced by its make-before-break successor".into(),
+                            code: None,
+                        });
+                    }
                     let old = std::mem::replace(&mut self.primary, next);
                     queue.watch_socket(Some(self.primary.raw_fd()));
                     // The old server is leaving; its close must not hold up the new stream.
@@ -330,6 +467,13 @@ impl Io {
                     Wire::Successor => {
                         self.connecting = None;
                         if let Some(c) = self.successor.take() {
+                            if let Some(id) = self.successor_id.take() {
+                                self.note(id, clocks.read(), || RecEvent::Closed {
+                                    reported: false,
+                                    reason: "make-before-break given up".into(),
+                                    code: None,
+                                });
+                            }
                             tokio::spawn(c.close());
                         }
                     }
@@ -343,6 +487,21 @@ impl Io {
             }
             Action::End(end) => return Some(end),
         };
+        if let Some(id) = self.wire_id(to) {
+            if self.tap.is_some() && self.wire(to).is_some() {
+                let sent = match &write {
+                    Write::Text(t) => Some(RecEvent::Sent {
+                        text: record::scrub(t),
+                    }),
+                    Write::Ping => Some(RecEvent::SentPing),
+                    Write::Flush => None,
+                };
+                if let Some(ev) = sent {
+                    self.note(id, clocks.read(), || ev);
+                }
+            }
+        }
+        let to_id = self.wire_id(to);
         let conn = self.wire(to)?;
         let mut stashed = Vec::new();
         let result = {
@@ -365,10 +524,20 @@ impl Io {
         let now = clocks.read();
         match result {
             Some(Ok(())) => {}
-            Some(Err(e)) => m.on_write_error(to, &e.reason, now),
+            Some(Err(e)) => {
+                if let Some(id) = to_id {
+                    self.note(id, now, || RecEvent::WriteError {
+                        reason: e.reason.clone(),
+                    });
+                }
+                m.on_write_error(to, &e.reason, now);
+            }
             None => stashed = vec![Request::Close],
         }
         for req in stashed {
+            self.note(self.primary_id, now, || {
+                RecEvent::Request(recorded_request(&req))
+            });
             m.on_request(req, now);
         }
         None

@@ -17,6 +17,7 @@ use crate::feed::machine::{End, Fatal};
 use crate::feed::msgnum::MsgNumberTracker;
 use crate::model::{Envelope, Msg};
 use crate::protocol::{ScopeChange, Session};
+use crate::record::{Event as RecEvent, Record, Recorder, Stamp};
 use crate::transport::{ConnectFailure, ConnectOptions, Connection};
 
 pub use connection::wall_ns;
@@ -103,6 +104,8 @@ pub struct ClientConfig {
     /// The most messages a make-before-break successor holds before the switch.
     pub hold_limit: usize,
     pub keep_raw: bool,
+    /// `record=`: where the stream's frames, sends and connection boundaries are recorded.
+    pub recorder: Option<Arc<Recorder>>,
 }
 
 /// A URL as tickwire shows it: any `auth_token`/`apikey` query parameter removed.
@@ -155,12 +158,34 @@ pub fn spawn(
         stream_id,
         url: redact_url(&config.connect.url).into(),
     };
-    handle.spawn(LOG_CONTEXT.scope(context, run(config, queue, rx, status.clone())));
+    let recorder = config.recorder.clone();
+    let task_status = status.clone();
+    handle.spawn(LOG_CONTEXT.scope(context, async move {
+        run(config, queue, rx, task_status).await;
+        // Everything the task recorded is in the channel: the writer may finish the file.
+        if let Some(r) = recorder {
+            r.finish();
+        }
+    }));
     (tx, status)
 }
 
-async fn push_event(queue: &Queue, msg: Msg) -> bool {
-    queue.push(vec![Envelope::event(wall_ns(), msg)]).await
+async fn push_event(queue: &Queue, recv_ns: i64, msg: Msg) -> bool {
+    queue.push(vec![Envelope::event(recv_ns, msg)]).await
+}
+
+/// Records a record that is no connection machine's input (no monotonic time).
+fn record(recorder: Option<&Arc<Recorder>>, conn: u32, wall_ns: i64, event: RecEvent) {
+    if let Some(r) = recorder {
+        r.send(vec![Record {
+            conn,
+            at: Stamp {
+                wall_ns,
+                mono_ns: 0,
+            },
+            event,
+        }]);
+    }
 }
 
 /// A failed attempt's cause, as the stream's end and the CLI say it.
@@ -228,6 +253,16 @@ async fn run(
                 }
                 let (reason, code) = match &out.end {
                     End::User => {
+                        record(
+                            config.recorder.as_ref(),
+                            out.conn,
+                            wall_ns(),
+                            RecEvent::Closed {
+                                reported: false,
+                                reason: "closed by the consumer".into(),
+                                code: None,
+                            },
+                        );
                         status.set_state(State::Closed);
                         return;
                     }
@@ -237,9 +272,21 @@ async fn run(
                     }
                 };
                 log::warn!("connection to {shown_url} ended: {reason}");
+                let at = wall_ns();
+                record(
+                    config.recorder.as_ref(),
+                    out.conn,
+                    at,
+                    RecEvent::Closed {
+                        reported: out.made,
+                        reason: reason.clone(),
+                        code,
+                    },
+                );
                 if out.made {
                     push_event(
                         &queue,
+                        at,
                         Msg::Disconnected {
                             reason: reason.clone().into(),
                             code,
@@ -274,6 +321,15 @@ async fn run(
                     retry_after = backoff::retry_after(v, std::time::SystemTime::now());
                 }
                 cause = Some(failure(&e));
+                record(
+                    config.recorder.as_ref(),
+                    crate::record::format::NO_CONN,
+                    wall_ns(),
+                    RecEvent::ConnectFailed {
+                        attempt,
+                        reason: failure(&e),
+                    },
+                );
             }
         }
         if let Some(c) = &cause {

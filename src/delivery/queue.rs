@@ -63,6 +63,8 @@ pub enum StreamEnd {
     Auth(String),
     /// A failure to raise: could not connect (and no policy or retries exhausted).
     Connect(String),
+    /// A failure to raise: a replayed recording is damaged (the text names the offset).
+    Recording(String),
 }
 
 /// One `pop` result.

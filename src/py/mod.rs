@@ -7,6 +7,7 @@ mod errors;
 mod load;
 mod logs;
 mod messages;
+mod recording;
 mod relay;
 mod runtime;
 mod simulator;
@@ -37,6 +38,7 @@ pub fn register(m: &Bound<'_, PyModule>) -> PyResult<()> {
     stream::register(m)?;
     simulator::register(m)?;
     load::register(m)?;
+    recording::register(m)?;
     relay::register(m)?;
     m.add_function(wrap_pyfunction!(io_mode, m)?)?;
     add_message_union(m)

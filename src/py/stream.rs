@@ -51,6 +51,10 @@ pub struct StreamCore {
     id: u64,
     /// The URL as tickwire shows it (no key).
     shown_url: String,
+    /// `record=`: the recording, finished before `close()` returns.
+    recorder: Option<Arc<crate::record::Recorder>>,
+    /// How long `close()` waits for the recording to be finished.
+    close_wait: Duration,
 }
 
 /// The next stream's id.
@@ -225,6 +229,8 @@ impl StreamCore {
             generation: super::runtime::fork_generation(),
             id: NEXT_ID.fetch_add(1, std::sync::atomic::Ordering::Relaxed),
             shown_url,
+            recorder: None,
+            close_wait: Duration::ZERO,
         }
     }
 
@@ -389,7 +395,7 @@ impl StreamCore {
         heartbeat_timeout, ping_timeout, connect_timeout, reconnect, compression,
         max_message_size, ca_file, keep_raw, busy_poll=0.0,
         queue_bytes=crate::delivery::queue::DEFAULT_MAX_BYTES, write_timeout=10.0,
-        close_timeout=2.0, initial_attempts=3, books=false))]
+        close_timeout=2.0, initial_attempts=3, books=false, record=None))]
     fn py_new(
         url: &str,
         protocol: &str,
@@ -426,6 +432,7 @@ impl StreamCore {
         close_timeout: f64,
         initial_attempts: u32,
         books: bool,
+        record: Option<(PathBuf, Option<f64>, Option<f64>)>,
     ) -> PyResult<Self> {
         let busy_poll = match busy_poll {
             0.0 => Duration::ZERO,
@@ -534,7 +541,33 @@ impl StreamCore {
             on_notice,
             hold_limit: queue_size,
             keep_raw,
+            recorder: None,
         };
+        let mut config = config;
+        if let Some((path, rotate_mb, rotate_s)) = record {
+            let rotation = crate::record::Rotation {
+                max_bytes: match rotate_mb {
+                    None => None,
+                    Some(mb) if mb.is_finite() && mb > 0.0 => Some((mb * 1_048_576.0) as u64),
+                    Some(mb) => {
+                        return Err(Error::Config(format!(
+                            "rotate_mb must be a positive number, not {mb}"
+                        ))
+                        .into())
+                    }
+                },
+                max_age: seconds("rotate_s", rotate_s)?,
+            };
+            let meta = crate::record::recorder::meta_for(
+                &config.session,
+                &client::redact_url(&config.connect.url),
+            );
+            let recorder = crate::record::Recorder::start(&path, rotation, meta)
+                .map_err(|e| Error::Config(format!("cannot record to {}: {e}", path.display())))?;
+            config.recorder = Some(recorder);
+        }
+        let recorder = config.recorder.clone();
+        let close_wait = config.connect.close_timeout + Duration::from_secs(2);
         let wake = if io().inline().is_some() {
             crate::delivery::wake::WakePipe::with_socket_watch()
         } else {
@@ -561,6 +594,8 @@ impl StreamCore {
             generation: super::runtime::fork_generation(),
             id,
             shown_url,
+            recorder,
+            close_wait,
         })
     }
 
@@ -792,14 +827,26 @@ impl StreamCore {
         Ok(self.books()?.to_arrow(depth))
     }
 
-    /// Closes the connection and discards what is queued; idempotent.
-    fn close(&self) {
+    /// Closes the connection and discards what is queued; idempotent. With `record=`, returns
+    /// once the recording is complete (its last block and index written), at most
+    /// `close_timeout` + 2 s.
+    fn close(&self, py: Python<'_>) {
         if self.inherited() {
             // The parent's to close; the child's copy of the socket is closed already.
             return;
         }
         self.queue.close();
         let _ = self.commands.send(Command::Close);
+        if let Some(r) = &self.recorder {
+            let wait = self.close_wait;
+            if py.detach(|| r.wait_finished(wait)).is_none() {
+                log::warn!(
+                    "the recording of {} was not finished within {:.1} s of close()",
+                    self.shown_url,
+                    wait.as_secs_f64()
+                );
+            }
+        }
     }
 
     #[getter]

@@ -29,6 +29,9 @@ pub const MAX_BLOCK: u32 = 1 << 30;
 /// The largest header metadata a reader accepts.
 pub const MAX_META: u32 = 1 << 20;
 
+/// The `conn` of records that belong to no connection.
+pub const NO_CONN: u32 = u32::MAX;
+
 /// Which of a stream's connections a connection is.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Role {
@@ -130,7 +133,8 @@ pub enum Event {
 }
 
 /// One record: what happened, when, on which connection (a number unique within the
-/// recording's session, counted from 0; `Lost` and `ConnectFailed` use the next unused one).
+/// recording's session, counted from 0; `Lost` and `ConnectFailed` belong to no connection and
+/// carry [`NO_CONN`]).
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Record {
     pub conn: u32,

@@ -15,14 +15,22 @@
 //! - [`read`]: [`Reader`] (`open(path)`, `meta()`, `blocks()`, `seek(start_ns)`, and an
 //!   iterator of `Result<Record, ReadError>` that ends with an error naming the byte offset
 //!   of any damage); [`parts_of`] finds a rotated recording's files.
+//! - [`recorder`]: [`Recorder`] (`start(path, rotation, meta)`, `send(records)`, `finish()`,
+//!   `wait_finished(timeout)`), the writer thread a connection task hands records to through
+//!   a [`Tap`].
+//! - [`play`]: `spawn(first_reader, other_paths, PlayOptions, queue, commands)` replays
+//!   recordings through the connection machine into a delivery queue.
 
 pub mod format;
+pub mod play;
 pub mod read;
+pub mod recorder;
 pub mod write;
 
 pub use format::scrub;
 pub use format::{Event, Meta, Record, Request, Role, Stamp};
 pub use read::{parts_of, ReadError, Reader};
+pub use recorder::{Recorder, Tap};
 pub use write::{part_path, FileWriter, Recording, Rotation};
 
 #[cfg(test)]
