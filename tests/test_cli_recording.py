@@ -240,3 +240,39 @@ def test_record_usage_errors(tmp_path: Path) -> None:
     assert "--out" in r.stderr
     r = tickwire_cmd("replay", "x.twr", "--speed", "0")
     assert r.returncode == 2
+
+
+@pytest.mark.timeout(60)
+def test_record_moment_prices(make_sim: Callable[..., Any], tmp_path: Path) -> None:
+    sim = make_sim(protocol="moment", rate=2_000)
+    r = tickwire_cmd(
+        "record",
+        "moment",
+        "prices",
+        "--url",
+        sim.url_for("prices"),
+        "--all",
+        "--out",
+        str(tmp_path),
+        "--seconds",
+        "1",
+    )
+    assert r.returncode == 0, r.stderr
+    (path,) = (Path(line) for line in r.stdout.splitlines())
+    assert re.fullmatch(r"moment-\d{8}T\d{6}Z\.twr", path.name), path.name
+    assert sum(m.type == "price_update" for m in _replayed(path)) > 0
+
+
+def test_a_globbed_rotation_replays_in_part_order() -> None:
+    from tickwire._recording_cli import _parts_in_order
+
+    given = ["a.twr", "x.0.twr", "x.10.twr", "x.2.twr", "y.1.twr", "y.0.twr", "b.twr"]
+    assert _parts_in_order(given) == [
+        "a.twr",
+        "x.0.twr",
+        "x.2.twr",
+        "x.10.twr",
+        "y.0.twr",
+        "y.1.twr",
+        "b.twr",
+    ]

@@ -117,7 +117,10 @@ def test_recorded_closes_are_replayed_and_a_reconnect_gets_the_next_connection(
     feed = tw.CoinAPI(url=live_sim.url, data_types=["trade", "quote"], heartbeat=False)
     live: list[Any] = []
     with tw.connect(feed, record=str(path), keep_raw=True, reconnect=policy) as stream:
-        while not any(isinstance(m, tw.Disconnected) for m in live) or len(live) < 600:
+        # Until the second connection has delivered some data too.
+        while sum(isinstance(m, tw.Connected) for m in live) < 2 or not isinstance(
+            live[-1], (tw.Trade, tw.Quote)
+        ):
             batch = stream.next_batch(timeout=10)
             assert batch is not None
             live.extend(batch)

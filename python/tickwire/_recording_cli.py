@@ -12,6 +12,7 @@ from __future__ import annotations
 import argparse
 import importlib
 import json
+import re
 import sys
 import time
 from collections import Counter
@@ -99,7 +100,9 @@ def record(feed: tw.CoinAPI | tw.Moment, args: argparse.Namespace) -> int:
         stream = tw.connect(feed, record=recorder)
     except ValueError as exc:
         raise _usage(str(exc)) from None
-    print(f"tickwire record: writing {path}", file=sys.stderr, flush=True)
+    rotated = args.rotate_mb is not None or args.rotate_s is not None
+    shown = path.with_name(f"{path.stem}.<n>.twr") if rotated else path
+    print(f"tickwire record: writing {shown}", file=sys.stderr, flush=True)
     started = time.monotonic()
     deadline = None if args.seconds is None else started + float(args.seconds)
     shown_at = started
@@ -144,12 +147,35 @@ def _existing_file(text: str) -> str:
     return text
 
 
+_PART = re.compile(r"^(?P<base>.*)\.(?P<n>\d+)\.twr$")
+
+
+def _parts_in_order(files: list[str]) -> list[str]:
+    """Consecutive parts of one rotated recording in part order: a shell glob gives
+    ``x.10.twr`` before ``x.2.twr``. Anything else keeps the order given."""
+    out: list[str] = []
+    run: list[tuple[int, str]] = []
+    run_base = None
+    for f in [*files, None]:
+        m = _PART.match(f) if f is not None else None
+        base = m.group("base") if m else None
+        if run and (base is None or base != run_base):
+            out.extend(name for _, name in sorted(run))
+            run = []
+        if m and f is not None:
+            run_base = base
+            run.append((int(m.group("n")), f))
+        elif f is not None:
+            out.append(f)
+    return out
+
+
 def _open_replay(
     args: argparse.Namespace, *, speed: float | None, keep_raw: bool = False
 ) -> tw.Stream:
     """The replay stream. A file refused before anything is replayed (not a recording, a
     newer format version, unreadable) is the user's input: a usage error."""
-    files: list[str] = list(args.files)
+    files = _parts_in_order(list(args.files))
     try:
         return tw.replay(
             files,
