@@ -184,3 +184,37 @@ def test_bad_recordings_are_refused_at_start(tmp_path: Path) -> None:
         tw.Simulator(replay=junk, faults=tw.Faults(gap_every=3))
     with pytest.raises(ValueError, match="speed"):
         tw.Simulator(speed=2.0)
+
+
+@pytest.mark.timeout(90)
+def test_a_recorded_make_before_break_is_served_to_the_clients_successor(
+    make_sim: Callable[..., Any], tmp_path: Path
+) -> None:
+    faults = tw.Faults(reconnect_notice_after_s=0.3, reconnect_within_s=1)
+    live_sim = make_sim(rate=3_000, symbols=10, faults=faults)
+    path = tmp_path / "session.twr"
+    feed = tw.CoinAPI(url=live_sim.url, data_types=["trade"], heartbeat=False)
+    live: list[Any] = []
+    with tw.connect(feed, record=str(path), keep_raw=True) as stream:
+        while not any(isinstance(m, tw.Switched) for m in live) or len(live) < 3_000:
+            batch = stream.next_batch(timeout=10)
+            assert batch is not None
+            live.extend(batch)
+    live_sim.close()
+    live_trades = [m.uuid for m in live if isinstance(m, tw.Trade)]
+
+    # The served notice makes the client dial a successor, which gets the recorded successor;
+    # the client switches and closes the old connection itself, as it did when recording.
+    with tw.Simulator(host="127.0.0.1", replay=path) as sim:
+        feed = tw.CoinAPI(url=sim.url, data_types=["trade"], heartbeat=False)
+        with tw.connect(feed, keep_raw=True) as stream:
+            served: list[Any] = []
+            while sum(isinstance(m, tw.Trade) for m in served) < len(live_trades):
+                batch = stream.next_batch(timeout=10)
+                assert batch is not None, "the served session stopped"
+                served.extend(batch)
+    served_trades = [m.uuid for m in served if isinstance(m, tw.Trade)]
+    assert served_trades[: len(live_trades)] == live_trades
+    assert any(isinstance(m, tw.Switched) for m in served)
+    first_switch = next(i for i, m in enumerate(served) if isinstance(m, tw.Switched))
+    assert not any(isinstance(m, tw.Disconnected) for m in served[:first_switch])

@@ -7,11 +7,13 @@
 //! the client subscribes to (what a client sends is read and ignored, pings answered). The
 //! recorded end of that connection ends the served one the same way: the server's close frame
 //! with its code, an abrupt end (the recording's read error: a reset, a broken rule) as a TCP
-//! close without a close frame, a connection the client itself ended (a switch, `Stale`, a
-//! consumer's close) as a normal close. A client that reconnects therefore gets the next
-//! recorded connection, and a make-before-break successor dialled on a recorded notice gets
-//! the recorded successor, alongside. Past the recording's last connection, a client is closed
-//! at once with 1000 "end of recording".
+//! close without a close frame, a connection the client itself ended (`Stale`, a consumer's
+//! close) as a normal close. A client that reconnects therefore gets the next recorded
+//! connection, and a make-before-break successor dialled on a recorded notice gets the recorded
+//! successor, alongside. A connection the client left for its successor is not closed by the
+//! server: it stays open, silent, for the client to switch and close it as it did when
+//! recording (for [`HOLD`] at most, then a normal close). Past the recording's last connection,
+//! a client is closed at once with 1000 "end of recording".
 //!
 //! Pacing: with `speed`, each frame goes out `(recv_ns - opened_ns) / speed` after the served
 //! connection's start, `opened_ns` being when the recorded connection opened; without, as
@@ -39,7 +41,11 @@ use tokio_tungstenite::tungstenite::protocol::CloseFrame;
 use tokio_tungstenite::tungstenite::Message;
 use tokio_tungstenite::WebSocketStream;
 
-use crate::record::{parts_of, Event, ReadError, Reader};
+use crate::record::{parts_of, Event, ReadError, Reader, Role};
+
+/// How long a connection its client left for a successor stays open for that client to close:
+/// past the client's own bound on a switch (the notice + 5 s).
+const HOLD: Duration = Duration::from_secs(10);
 
 /// Steps read ahead of the served connection (each one frame at most; frames are bounded by
 /// the recording client's `max_message_size`).
@@ -229,6 +235,10 @@ enum Step {
     Abort {
         wall_ns: i64,
     },
+    /// Send nothing more; the client closes (it switched to its successor).
+    Hold {
+        wall_ns: i64,
+    },
     /// The recording has no `nth` connection.
     NoMore,
     /// The files ended while the connection was open (a recording cut short).
@@ -243,7 +253,8 @@ impl Step {
             Step::Frame { wall_ns, .. }
             | Step::Ping { wall_ns }
             | Step::Close { wall_ns, .. }
-            | Step::Abort { wall_ns } => Some(*wall_ns),
+            | Step::Abort { wall_ns }
+            | Step::Hold { wall_ns } => Some(*wall_ns),
             _ => None,
         }
     }
@@ -263,6 +274,9 @@ struct Picker {
     target: Option<u32>,
     /// The server's close frame was seen: the end that follows is that close.
     closed: bool,
+    /// A make-before-break successor opened after the target and still open: the target's
+    /// end, if the client's, is the switch to it.
+    successor: Option<u32>,
 }
 
 impl Picker {
@@ -273,13 +287,14 @@ impl Picker {
             highest: None,
             target: None,
             closed: false,
+            successor: None,
         }
     }
 
     /// The step this record makes, if any, and whether it is the last.
     fn pick(&mut self, rec: &crate::record::Record) -> Option<Step> {
         let wall_ns = rec.at.wall_ns;
-        if let Event::Opened { .. } = rec.event {
+        if let Event::Opened { role, .. } = rec.event {
             if self.highest.is_none_or(|h| rec.conn > h) {
                 self.highest = Some(rec.conn);
                 self.opened += 1;
@@ -287,8 +302,16 @@ impl Picker {
                     self.target = Some(rec.conn);
                     return Some(Step::Open { wall_ns });
                 }
+                if self.target.is_some() && role == Role::Successor {
+                    self.successor = Some(rec.conn);
+                }
             }
             return None;
+        }
+        if self.successor == Some(rec.conn) {
+            if let Event::Closed { .. } | Event::ConnectFailed { .. } = rec.event {
+                self.successor = None;
+            }
         }
         if self.target != Some(rec.conn) || self.closed {
             return None;
@@ -311,6 +334,11 @@ impl Picker {
             Event::ReadError { .. } => {
                 self.closed = true;
                 Some(Step::Abort { wall_ns })
+            }
+            // The client left it for its successor: it closes it again on replay.
+            Event::Closed { .. } if self.successor.is_some() => {
+                self.closed = true;
+                Some(Step::Hold { wall_ns })
             }
             // The client ended it (or the recording's stream did): a normal close.
             Event::Closed { .. } => {
@@ -463,6 +491,22 @@ async fn serve(
             Step::Ping { .. } => ws.feed(Message::Ping(Bytes::new())).await,
             Step::Close { code, reason, .. } => {
                 close_with(&mut ws, code, &reason).await;
+                break;
+            }
+            Step::Hold { .. } => {
+                let _ = tokio::time::timeout(Duration::from_secs(2), ws.flush()).await;
+                let left = tokio::time::timeout(HOLD, async {
+                    loop {
+                        tokio::select! {
+                            m = ws.next() => if !matches!(m, Some(Ok(_))) { return true },
+                            () = super::until_set(&mut shutdown) => return false,
+                        }
+                    }
+                })
+                .await;
+                if !matches!(left, Ok(true)) {
+                    close_with(&mut ws, Some(1000), "end of recorded connection").await;
+                }
                 break;
             }
             Step::Abort { .. } => {
@@ -667,6 +711,63 @@ mod tests {
         assert_eq!(
             picks(1, &records),
             vec![Step::Open { wall_ns: 4 }, frame(5, "b"), Step::End]
+        );
+    }
+
+    #[test]
+    fn a_connection_left_for_its_successor_is_held_open() {
+        let successor = rec(
+            1,
+            20,
+            Event::Opened {
+                role: Role::Successor,
+                attempt: 0,
+                url: "ws://127.0.0.1:1/v1/".into(),
+                settings: "{}".into(),
+                continued: false,
+            },
+        );
+        let closed = |conn, wall_ns| {
+            rec(
+                conn,
+                wall_ns,
+                Event::Closed {
+                    reported: false,
+                    reason: "switched".into(),
+                    code: None,
+                },
+            )
+        };
+        let records = vec![
+            opened(0, 10, false),
+            data(0, 11, "a"),
+            successor,
+            data(1, 21, "a"),
+            closed(0, 30),
+            data(1, 31, "b"),
+            closed(1, 40),
+        ];
+        assert_eq!(
+            picks(0, &records),
+            vec![
+                Step::Open { wall_ns: 10 },
+                frame(11, "a"),
+                Step::Hold { wall_ns: 30 }
+            ]
+        );
+        // The successor itself, once its predecessor is gone, ends as any connection.
+        assert_eq!(
+            picks(1, &records),
+            vec![
+                Step::Open { wall_ns: 20 },
+                frame(21, "a"),
+                frame(31, "b"),
+                Step::Close {
+                    wall_ns: 40,
+                    code: Some(1000),
+                    reason: String::new()
+                }
+            ]
         );
     }
 
