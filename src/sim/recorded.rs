@@ -15,7 +15,9 @@
 //! recording (for [`HOLD`] at most, then a normal close). Past the recording's last connection,
 //! a client is closed at once with 1000 "end of recording".
 //!
-//! Pacing: with `speed`, each frame goes out `(recv_ns - opened_ns) / speed` after the served
+//! A frame that the recorded client's message preceded (its hello, a subscription) waits for the
+//! client to send one too, for [`ANSWER_WAIT`] at most, so data does not overtake the request
+//! it answers. Pacing: with `speed`, each frame goes out `(recv_ns - opened_ns) / speed` after the served
 //! connection's start, `opened_ns` being when the recorded connection opened; without, as
 //! fast as the client reads. Damage in the file ends the served connection with 1011 and a
 //! reason naming the offset (and a log line), after everything before it was sent.
@@ -46,6 +48,10 @@ use crate::record::{parts_of, Event, ReadError, Reader, Role};
 /// How long a connection its client left for a successor stays open for that client to close:
 /// past the client's own bound on a switch (the notice + 5 s).
 const HOLD: Duration = Duration::from_secs(10);
+
+/// How long a frame waits for the client's message that preceded it in the recording (a
+/// client other than the recorder may never send it).
+const ANSWER_WAIT: Duration = Duration::from_secs(2);
 
 /// Steps read ahead of the served connection (each one frame at most; frames are bounded by
 /// the recording client's `max_message_size`).
@@ -239,6 +245,8 @@ enum Step {
     Hold {
         wall_ns: i64,
     },
+    /// The recorded client sent a message here (its hello, a subscription).
+    Sent,
     /// The recording has no `nth` connection.
     NoMore,
     /// The files ended while the connection was open (a recording cut short).
@@ -323,6 +331,7 @@ impl Picker {
                 binary: *binary,
             }),
             Event::Ping => Some(Step::Ping { wall_ns }),
+            Event::Sent { .. } => Some(Step::Sent),
             Event::Close { code, reason } => {
                 self.closed = true;
                 Some(Step::Close {
@@ -422,8 +431,75 @@ async fn close_with(ws: &mut WebSocketStream<TcpStream>, code: Option<u16>, reas
     .await;
 }
 
+/// How one wait ended.
+#[derive(Debug, PartialEq)]
+enum Waited {
+    Ready,
+    /// The client closed or dropped the connection.
+    Left,
+    Shutdown,
+}
+
+/// The served socket and how many data messages the client has sent on it.
+struct Client {
+    ws: WebSocketStream<TcpStream>,
+    heard: u64,
+}
+
+impl Client {
+    /// Reads the client until `due` has passed and it has sent `want` messages (that wait
+    /// bounded by [`ANSWER_WAIT`]), answering pings meanwhile.
+    async fn wait(
+        &mut self,
+        due: Option<Instant>,
+        want: u64,
+        shutdown: &mut watch::Receiver<bool>,
+    ) -> Waited {
+        let answer_by = Instant::now() + ANSWER_WAIT;
+        loop {
+            let due_now = due.is_none_or(|d| d <= Instant::now());
+            if due_now && (self.heard >= want || answer_by <= Instant::now()) {
+                return Waited::Ready;
+            }
+            let until = if due_now {
+                answer_by
+            } else {
+                due.unwrap_or(answer_by)
+            };
+            tokio::select! {
+                () = tokio::time::sleep_until(until) => {}
+                m = self.ws.next() => match m {
+                    Some(Ok(Message::Text(_) | Message::Binary(_))) => self.heard += 1,
+                    Some(Ok(_)) => {}
+                    _ => return Waited::Left,
+                },
+                () = super::until_set(shutdown) => return Waited::Shutdown,
+            }
+        }
+    }
+
+    /// Reads until the next step is ready, counting what the client sends.
+    async fn next_step(
+        &mut self,
+        rx: &mut mpsc::Receiver<Step>,
+        shutdown: &mut watch::Receiver<bool>,
+    ) -> Result<Step, Waited> {
+        loop {
+            tokio::select! {
+                s = rx.recv() => return Ok(s.unwrap_or(Step::End)),
+                m = self.ws.next() => match m {
+                    Some(Ok(Message::Text(_) | Message::Binary(_))) => self.heard += 1,
+                    Some(Ok(_)) => {}
+                    _ => return Err(Waited::Left),
+                },
+                () = super::until_set(shutdown) => return Err(Waited::Shutdown),
+            }
+        }
+    }
+}
+
 async fn serve(
-    mut ws: WebSocketStream<TcpStream>,
+    ws: WebSocketStream<TcpStream>,
     nth: u64,
     plan: Arc<Plan>,
     stats: &RecordedStats,
@@ -434,39 +510,45 @@ async fn serve(
         let plan = plan.clone();
         tokio::task::spawn_blocking(move || read_steps(&plan.files, nth, &tx))
     };
+    let mut client = Client { ws, heard: 0 };
     // Pacing origin: (when the served connection started, when the recorded one opened).
     let mut origin: Option<(Instant, i64)> = None;
-    loop {
-        let step = tokio::select! {
-            s = rx.recv() => s.unwrap_or(Step::End),
-            m = ws.next() => match m {
-                Some(Ok(_)) => continue,
-                // The client left: stop reading the files too (the channel closes).
-                _ => break,
-            },
-            () = super::until_set(&mut shutdown) => {
-                close_with(&mut ws, Some(1001), "simulator shutting down").await;
-                break;
-            }
+    // Messages the recorded client had sent by this point.
+    let mut sent_before: u64 = 0;
+    let ended = loop {
+        let step = match client.next_step(&mut rx, &mut shutdown).await {
+            Ok(step) => step,
+            Err(why) => break why,
         };
-        if let (Some(speed), Some((t0, r0)), Some(at)) = (plan.speed, origin, step.wall_ns()) {
-            let wait = Duration::from_secs_f64((at.saturating_sub(r0)).max(0) as f64 / 1e9 / speed);
-            let due = t0 + wait;
-            // Keep reading while waiting: pings are answered, a leaving client noticed.
-            let left = loop {
-                tokio::select! {
-                    () = tokio::time::sleep_until(due) => break false,
-                    m = ws.next() => if !matches!(m, Some(Ok(_))) { break true },
-                    () = super::until_set(&mut shutdown) => {
-                        close_with(&mut ws, Some(1001), "simulator shutting down").await;
-                        break true;
-                    }
-                }
-            };
-            if left {
-                break;
+        if let Step::Sent = step {
+            sent_before += 1;
+            continue;
+        }
+        let due = match (plan.speed, origin, step.wall_ns()) {
+            (Some(speed), Some((t0, r0)), Some(at)) => {
+                let offset = at.saturating_sub(r0).max(0) as f64 / 1e9 / speed;
+                Some(t0 + Duration::from_secs_f64(offset))
+            }
+            _ => None,
+        };
+        // Only a frame waits for what the client sent before it was recorded (its hello, a
+        // subscription), so data never overtakes the request it answers.
+        let want = if matches!(step, Step::Frame { .. }) {
+            sent_before
+        } else {
+            0
+        };
+        if due.is_some() || client.heard < want {
+            // Flushed first: what is queued goes out before the wait, not after it.
+            if client.ws.flush().await.is_err() {
+                break Waited::Left;
+            }
+            match client.wait(due, want, &mut shutdown).await {
+                Waited::Ready => {}
+                other => break other,
             }
         }
+        let ws = &mut client.ws;
         let sent = match step {
             Step::Open { wall_ns } => {
                 origin = Some((Instant::now(), wall_ns));
@@ -490,44 +572,39 @@ async fn serve(
             }
             Step::Ping { .. } => ws.feed(Message::Ping(Bytes::new())).await,
             Step::Close { code, reason, .. } => {
-                close_with(&mut ws, code, &reason).await;
-                break;
+                close_with(ws, code, &reason).await;
+                break Waited::Ready;
             }
             Step::Hold { .. } => {
                 let _ = tokio::time::timeout(Duration::from_secs(2), ws.flush()).await;
-                let left = tokio::time::timeout(HOLD, async {
-                    loop {
-                        tokio::select! {
-                            m = ws.next() => if !matches!(m, Some(Ok(_))) { return true },
-                            () = super::until_set(&mut shutdown) => return false,
-                        }
-                    }
-                })
-                .await;
-                if !matches!(left, Ok(true)) {
-                    close_with(&mut ws, Some(1000), "end of recorded connection").await;
+                let held = Instant::now() + HOLD;
+                // `want` beyond anything: this waits for the client to leave, or HOLD.
+                match client.wait(Some(held), u64::MAX, &mut shutdown).await {
+                    Waited::Left => {}
+                    _ => close_with(&mut client.ws, Some(1000), "end of recorded connection").await,
                 }
-                break;
+                break Waited::Ready;
             }
             Step::Abort { .. } => {
                 // What was recorded before the end goes out; then the socket is dropped.
                 let _ = tokio::time::timeout(Duration::from_secs(2), ws.flush()).await;
-                break;
+                break Waited::Ready;
             }
             Step::NoMore => {
                 stats.exhausted.store(true, Ordering::Relaxed);
-                close_with(&mut ws, Some(1000), "end of recording").await;
-                break;
+                close_with(ws, Some(1000), "end of recording").await;
+                break Waited::Ready;
             }
             Step::End => {
-                close_with(&mut ws, Some(1000), "end of recording").await;
-                break;
+                close_with(ws, Some(1000), "end of recording").await;
+                break Waited::Ready;
             }
             Step::Damaged(what) => {
                 log::error!("recording server: {what}");
-                close_with(&mut ws, Some(1011), &what).await;
-                break;
+                close_with(ws, Some(1011), &what).await;
+                break Waited::Ready;
             }
+            Step::Sent => Ok(()),
         };
         // Frames are flushed when none is ready behind them (as fast as possible) or each
         // one (paced), so a paced frame leaves at its time.
@@ -536,13 +613,16 @@ async fn serve(
             other => other,
         };
         if flushed.is_err() {
-            break;
+            break Waited::Left;
         }
+    };
+    if ended == Waited::Shutdown {
+        close_with(&mut client.ws, Some(1001), "simulator shutting down").await;
     }
     drop(rx);
     // The reader stops at its next send; nothing to wait for.
     drop(reading);
-    // Dropping `ws` without a close frame is the abrupt end (`Abort`).
+    // Dropping the socket without a close frame is the abrupt end (`Abort`).
 }
 
 #[cfg(test)]
@@ -660,6 +740,7 @@ mod tests {
                 Step::Open { wall_ns: 100 },
                 frame(110, "a"),
                 Step::Ping { wall_ns: 115 },
+                Step::Sent,
                 frame(122, "b"),
                 Step::Close {
                     wall_ns: 130,
@@ -785,7 +866,7 @@ mod tests {
 
         use std::path::PathBuf;
 
-        use futures::StreamExt;
+        use futures::{SinkExt, StreamExt};
         use tokio_tungstenite::tungstenite::Message;
 
         use super::*;
@@ -841,6 +922,8 @@ mod tests {
         /// `None` for a connection dropped without one).
         async fn client(url: &str) -> (Vec<String>, Option<(u16, String)>) {
             let (mut ws, _) = tokio_tungstenite::connect_async(url).await.unwrap();
+            // The hello the recordings' client sent; frames recorded after it wait for it.
+            ws.send(Message::text("hello")).await.unwrap();
             let mut texts = Vec::new();
             loop {
                 match ws.next().await {
