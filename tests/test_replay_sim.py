@@ -229,3 +229,31 @@ def test_a_recorded_make_before_break_is_served_to_the_clients_successor(
     assert any(isinstance(m, tw.Switched) for m in served)
     first_switch = next(i for i, m in enumerate(served) if isinstance(m, tw.Switched))
     assert not any(isinstance(m, tw.Disconnected) for m in served[:first_switch])
+
+
+@pytest.mark.timeout(60)
+def test_a_moment_recording_is_served_after_its_subscription(
+    make_sim: Callable[..., Any], tmp_path: Path
+) -> None:
+    # Moment speaks first (`success`), then prices answer the client's subscription: served
+    # frames recorded after the subscription wait for the replaying client's own.
+    live_sim = make_sim(protocol="moment", rate=2_000)
+    path = tmp_path / "prices.twr"
+    feed = tw.Moment("prices", url=live_sim.url_for("prices"), subscribe_all=True)
+    with tw.connect(feed, record=str(path), keep_raw=True) as stream:
+        live: list[Any] = []
+        while sum(isinstance(m, tw.PriceUpdate) for m in live) < 100:
+            batch = stream.next_batch(timeout=10)
+            assert batch is not None
+            live.extend(batch)
+    live_sim.close()
+    recorded = _recording_frames(path)
+    assert recorded[: len(_raws(live))] == _raws(live)
+
+    with tw.Simulator(host="127.0.0.1", replay=path) as sim:
+        assert sim.protocol == "moment"
+        feed = tw.Moment("prices", url=sim.url_for("prices"), subscribe_all=True)
+        with tw.connect(feed, keep_raw=True, reconnect=None) as stream:
+            served = _read_all(stream)
+    assert _raws(served) == recorded
+    assert isinstance(served[1], tw.Success)
