@@ -273,6 +273,10 @@ def cmd_convert(args: argparse.Namespace) -> int:
                     if writer is None:
                         writer = pq.ParquetWriter(str(out / f"{msg_type}.parquet"), rb.schema)
                         writers[msg_type] = writer
+                    if rb.schema != writer.schema:
+                        # A column typed by its values (all null in the first batch, say):
+                        # the file keeps its first schema.
+                        rb = rb.cast(writer.schema)
                     writer.write_batch(rb)
                     rows[msg_type] += rb.num_rows
     finally:
