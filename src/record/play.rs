@@ -183,6 +183,12 @@ struct Player {
     /// Pacing: the first paced record's time and when it was replayed.
     pace_origin: Option<(i64, Instant)>,
     records: u64,
+    /// A successor restated at a block or file start that the machine, started there too,
+    /// did not ask for; and the current primary's opening (attempt, URL, settings). If the
+    /// primary is then replaced by that successor, replay goes on from the successor as a new
+    /// primary.
+    orphan: Option<u32>,
+    opening: Option<(u32, String, String)>,
 }
 
 impl Player {
@@ -192,9 +198,9 @@ impl Player {
         };
         let c = m.take_counts();
         let s = &self.queue.stats;
+        // Messages are counted as they pass the time window (`out`), not here.
         for (field, n) in [
             (&s.bytes, c.bytes),
-            (&s.messages, c.messages),
             (&s.parse_errors, c.parse_errors),
             (&s.gaps, c.gaps),
             (&s.duplicates, c.duplicates),
@@ -239,6 +245,9 @@ impl Player {
             }
             if e.recv_ns > end {
                 return Err(Stop::Past);
+            }
+            if e.msg.is_data() {
+                Stats::add(&self.queue.stats.messages, 1);
             }
             self.pending.push(e);
         }
@@ -322,7 +331,14 @@ impl Player {
         }
     }
 
-    fn open_primary(&mut self, rec: &Record, attempt: u32, url: &str, settings: &str) {
+    /// Starts a machine for a primary connection; `reconnect`: counted as one.
+    fn open_primary(
+        &mut self,
+        rec: &Record,
+        (attempt, url, settings): (u32, &str, &str),
+        reconnect: bool,
+    ) {
+        self.opening = Some((attempt, url.to_string(), settings.to_string()));
         let settings = match settings_from_json(settings, url, attempt, self.opts.keep_raw) {
             Ok(s) => s,
             Err(e) => {
@@ -330,7 +346,7 @@ impl Player {
                 return;
             }
         };
-        if self.primaries_seen > 0 {
+        if reconnect && self.primaries_seen > 0 {
             Stats::add(&self.queue.stats.reconnects, 1);
         }
         self.primaries_seen += 1;
@@ -405,7 +421,7 @@ impl Player {
             } => {
                 if !(continued && self.primary == Some(rec.conn)) {
                     self.close_primary();
-                    self.open_primary(&rec, attempt, url, settings);
+                    self.open_primary(&rec, (attempt, url, settings), true);
                 }
             }
             Event::Opened {
@@ -416,11 +432,13 @@ impl Player {
                 if continued && self.successor == Some(rec.conn) {
                     return Ok(());
                 }
-                if let Some(m) = self.machine.as_mut() {
-                    if m.wants_successor_connect() {
+                match self.machine.as_mut() {
+                    Some(m) if m.wants_successor_connect() => {
                         self.successor = Some(rec.conn);
                         m.on_successor_connected(now);
                     }
+                    _ if continued => self.orphan = Some(rec.conn),
+                    _ => {}
                 }
             }
             Event::Data { .. } | Event::Ping | Event::Pong | Event::Close { .. } => {
@@ -491,6 +509,15 @@ impl Player {
                     }
                     let end = self.end.take();
                     self.close_primary();
+                    if let (false, Some(next), Some((attempt, url, settings))) =
+                        (reported, self.orphan.take(), self.opening.clone())
+                    {
+                        let at = Record {
+                            conn: next,
+                            ..rec.clone()
+                        };
+                        self.open_primary(&at, (attempt, &url, &settings), false);
+                    }
                     if let Some(End::Terminal {
                         fatal: Fatal::Auth(m),
                         ..
@@ -549,6 +576,8 @@ pub fn spawn(
         primaries_seen: 0,
         pace_origin: None,
         records: 0,
+        orphan: None,
+        opening: None,
         opts,
     };
     std::thread::Builder::new()
