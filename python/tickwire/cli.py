@@ -790,7 +790,10 @@ def _moment_scope(p: argparse.ArgumentParser) -> None:
     p.add_argument("--instruments", nargs="+", metavar="ID", help="CUSIPs or ISINs (prices)")
     p.add_argument("--all", action="store_true", help="subscribe to every instrument")
     p.add_argument(
-        "--start-msg-number", type=int, default=None, help="replay orders from this number"
+        "--start-msg-number",
+        type=int,
+        default=None,
+        help="start orders at this msg_number",
     )
     p.add_argument(
         "--auth-in-query", action="store_true", help="send the key as auth_token, not a header"
@@ -834,7 +837,7 @@ def _relay_parser(sub: Any) -> None:
     moment.add_argument("--url", default=None, help="endpoint URL (overrides --environment)")
     moment.add_argument("--instruments", nargs="+", metavar="ID", help="CUSIPs or ISINs (prices)")
     moment.add_argument("--all", action="store_true", help="subscribe to every instrument")
-    moment.add_argument("--start-msg-number", type=int, default=None, help="replay orders from N")
+    moment.add_argument("--start-msg-number", type=int, default=None, help="from msg_number N")
     moment.add_argument("--auth-in-query", action="store_true", help="key as auth_token")
     moment.set_defaults(func=cmd_stream_moment)
     for p in (coinapi, moment):
