@@ -276,3 +276,36 @@ def test_a_globbed_rotation_replays_in_part_order() -> None:
         "y.1.twr",
         "b.twr",
     ]
+
+
+@pytest.mark.timeout(60)
+def test_sim_serves_a_recording_to_another_process(recording: Path) -> None:
+    with tw.replay(str(recording), keep_raw=True) as replayed:
+        recorded = [m.raw for batch in replayed for m in batch if m.type in ("trade", "quote")]
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "tickwire", "sim", "--replay", str(recording)],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        stdin=subprocess.DEVNULL,
+        text=True,
+    )
+    try:
+        assert proc.stdout is not None
+        line = proc.stdout.readline()
+        m = re.fullmatch(r"coinapi (ws://127\.0\.0\.1:\d+/v1/)\n", line)
+        assert m, line
+        feed = tw.CoinAPI(url=m.group(1), data_types=["trade"])
+        with tw.connect(feed, keep_raw=True, reconnect=None) as stream:
+            served = [x.raw for batch in stream for x in batch if x.type in ("trade", "quote")]
+        assert served == recorded
+        proc.send_signal(signal.SIGINT)
+        _, err = proc.communicate(timeout=20)
+        assert proc.returncode == 0, err
+        assert "1 connections" in err
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.communicate()
+    r = tickwire_cmd("sim", "--speed", "2")
+    assert r.returncode == 2
+    assert "--replay" in r.stderr

@@ -23,7 +23,7 @@ from typing import Any
 import tickwire as tw
 from tickwire._table import LiveTable
 
-__all__ = ["add_commands", "record"]
+__all__ = ["add_commands", "record", "serve", "sim_options"]
 
 #: Refresh of the counters line ``record`` prints to stderr.
 COUNTERS_EVERY_S = 1.0
@@ -287,6 +287,70 @@ def cmd_convert(args: argparse.Namespace) -> int:
             path = out / f"{msg_type}.parquet"
             print(f"tickwire convert: {path}: {rows[msg_type]:,} rows", file=sys.stderr)
     return int(cli.EXIT_OK)
+
+
+# --------------------------------------------------------------------------------------------
+# sim --replay
+
+
+def serve(args: argparse.Namespace, seconds: float | None) -> int:
+    """``tickwire sim --replay FILE...``: serves the recording (``tw.Simulator(replay=)``) so
+    clients in other processes, peers included, can run against it."""
+    cli = _cli()
+    if not args.replay:
+        raise _usage("--speed needs --replay")
+    try:
+        simulator = tw.Simulator(
+            host=str(args.host),
+            port=int(args.port),
+            replay=_parts_in_order(list(args.replay)),
+            speed=args.speed,
+        )
+    except (ValueError, FileNotFoundError) as exc:
+        raise _usage(str(exc)) from None
+    except OSError as exc:
+        print(f"tickwire sim: {exc}", file=sys.stderr)
+        return int(cli.EXIT_USAGE if "loopback" in str(exc) else cli.EXIT_ERROR)
+    with simulator as sim:
+        if sim.protocol == "coinapi":
+            print(f"coinapi {sim.url}", flush=True)
+        else:
+            print(f"prices {sim.url_for('prices')}", flush=True)
+            print(f"orders {sim.url_for('orders')}", flush=True)
+        until = f"for {seconds:g} s" if seconds is not None else "until Ctrl-C"
+        print(f"tickwire sim: serving the recording {until}", file=sys.stderr, flush=True)
+        deadline = None if seconds is None else time.monotonic() + seconds
+        try:
+            while deadline is None or time.monotonic() < deadline:
+                time.sleep(0.1 if deadline is None else min(0.1, deadline - time.monotonic()))
+        except KeyboardInterrupt:
+            pass
+        st = sim.stats()
+        print(
+            f"tickwire sim: {st.connections} connections, {st.messages_sent:,} messages, "
+            f"{st.bytes_sent:,} bytes sent",
+            file=sys.stderr,
+            flush=True,
+        )
+    return int(cli.EXIT_OK)
+
+
+def sim_options(p: argparse.ArgumentParser) -> None:
+    """``tickwire sim``'s ``--replay`` and ``--speed``."""
+    cli = _cli()
+    p.add_argument(
+        "--replay",
+        nargs="+",
+        type=_existing_file,
+        metavar="FILE",
+        help="serve a recording instead: the n-th client gets the n-th recorded connection",
+    )
+    p.add_argument(
+        "--speed",
+        type=cli._positive_float,
+        default=None,
+        help="with --replay: 1 = the recorded timing; default: as fast as the client reads",
+    )
 
 
 # --------------------------------------------------------------------------------------------

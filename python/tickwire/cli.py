@@ -2,7 +2,7 @@
 ``convert`` and ``bench``.
 
 ``tickwire demo``            simulator + client in one process: live progress, then a summary
-``tickwire sim``             serve the bundled simulator until Ctrl-C
+``tickwire sim``             serve the bundled simulator until Ctrl-C (``--replay FILE``: a recording)
 ``tickwire stream coinapi``  a real CoinAPI endpoint (key from ``COINAPI_KEY``) as JSON lines,
                              or a live table (``--table``); ``--metrics`` serves Prometheus text
 ``tickwire stream moment``   a real Moment stream (key from ``MOMENT_API_KEY``), the same way
@@ -325,6 +325,8 @@ def _demo_filter(args: argparse.Namespace) -> tuple[str, ...]:
 
 def cmd_sim(args: argparse.Namespace) -> int:
     seconds = None if args.seconds is None else float(args.seconds)
+    if args.replay or args.speed is not None:
+        return _recording_cli.serve(args, seconds)
     try:
         simulator = tw.Simulator(
             args.protocol,
@@ -714,6 +716,7 @@ def build_parser() -> argparse.ArgumentParser:
     sim.add_argument(
         "--generate", nargs="+", metavar="TYPE", help="CoinAPI: generate only these types"
     )
+    _recording_cli.sim_options(sim)
     sim.set_defaults(func=cmd_sim)
 
     stream = sub.add_parser(
