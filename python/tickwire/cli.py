@@ -2,7 +2,8 @@
 ``convert`` and ``bench``.
 
 ``tickwire demo``            simulator + client in one process: live progress, then a summary
-``tickwire sim``             serve the bundled simulator until Ctrl-C (``--replay FILE``: a recording)
+``tickwire sim``             serve the bundled simulator until Ctrl-C (``--replay FILE``: serve
+                             a recording instead)
 ``tickwire stream coinapi``  a real CoinAPI endpoint (key from ``COINAPI_KEY``) as JSON lines,
                              or a live table (``--table``); ``--metrics`` serves Prometheus text
 ``tickwire stream moment``   a real Moment stream (key from ``MOMENT_API_KEY``), the same way
