@@ -4,7 +4,7 @@
 //!
 //! The n-th connection accepted gets the n-th connection of the recording (in the order the
 //! recording opened them): its data frames and the server's pings, in recorded order, whatever
-//! the client subscribes to (what a client sends is read and ignored, pings answered). The
+//! the client subscribes to (what a client sends is not interpreted; pings are answered). The
 //! recorded end of that connection ends the served one the same way: the server's close frame
 //! with its code, an abrupt end (the recording's read error: a reset, a broken rule) as a TCP
 //! close without a close frame, a connection the client itself ended (`Stale`, a consumer's
@@ -15,16 +15,18 @@
 //! recording (for [`HOLD`] at most, then a normal close). Past the recording's last connection,
 //! a client is closed at once with 1000 "end of recording".
 //!
-//! A frame that the recorded client's message preceded (its hello, a subscription) waits for the
-//! client to send one too, for [`ANSWER_WAIT`] at most, so data does not overtake the request
-//! it answers. Pacing: with `speed`, each frame goes out `(recv_ns - opened_ns) / speed` after the served
-//! connection's start, `opened_ns` being when the recorded connection opened; without, as
-//! fast as the client reads. Damage in the file ends the served connection with 1011 and a
-//! reason naming the offset (and a log line), after everything before it was sent.
+//! A frame that the recorded client's message preceded (its hello, a subscription) waits for
+//! the client to send one too, for [`ANSWER_WAIT`] at most, so data does not overtake the
+//! request it answers. Pacing: with `speed`, each frame goes out `(recv_ns - opened_ns) /
+//! speed` after the served connection's start, `opened_ns` being when the recorded connection
+//! opened; without, as fast as the client reads. Damage in the file ends the served
+//! connection with 1011 and a reason naming the offset (and a log line), after everything
+//! before it was sent.
 //!
 //! Each served connection reads the files itself, from the start, on a blocking thread that
 //! feeds it through a channel of [`AHEAD`] steps: its memory is that channel plus one
-//! decompressed block, whatever the recording's size.
+//! decompressed block, whatever the recording's size (and the n-th connection decompresses
+//! what comes before it in the files again).
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
