@@ -24,9 +24,9 @@
 //! before it was sent.
 //!
 //! Each served connection reads the files itself, from the start, on a blocking thread that
-//! feeds it through a channel of [`AHEAD`] steps: its memory is that channel plus one
-//! decompressed block, whatever the recording's size (and the n-th connection decompresses
-//! what comes before it in the files again).
+//! feeds it [`AHEAD`] steps and [`AHEAD_BYTES`] of payload ahead at most: its memory is that
+//! plus one decompressed block (256 KiB, or one larger frame), whatever the recording's size
+//! (and the n-th connection decompresses what comes before it in the files again).
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -37,7 +37,7 @@ use std::time::Duration;
 use bytes::Bytes;
 use futures::{SinkExt, StreamExt};
 use tokio::net::{TcpListener, TcpStream};
-use tokio::sync::{mpsc, watch};
+use tokio::sync::{mpsc, watch, OwnedSemaphorePermit, Semaphore};
 use tokio::time::Instant;
 use tokio_tungstenite::tungstenite::protocol::frame::coding::{CloseCode, Data, OpCode};
 use tokio_tungstenite::tungstenite::protocol::frame::Frame;
@@ -55,9 +55,13 @@ const HOLD: Duration = Duration::from_secs(10);
 /// client other than the recorder may never send it).
 const ANSWER_WAIT: Duration = Duration::from_secs(2);
 
-/// Steps read ahead of the served connection (each one frame at most; frames are bounded by
-/// the recording client's `max_message_size`).
+/// Steps read ahead of the served connection (each one frame at most)...
 const AHEAD: usize = 256;
+/// ...holding this many payload bytes at most (a larger frame alone takes them all).
+const AHEAD_BYTES: u32 = 4 << 20;
+
+/// A step read ahead, holding its share of [`AHEAD_BYTES`] until it is taken.
+type Ahead = (Step, Option<OwnedSemaphorePermit>);
 
 /// What a recording server serves.
 #[derive(Clone, Debug)]
@@ -380,13 +384,16 @@ impl Picker {
 
 /// Reads the files on a blocking thread and sends the `nth` connection's steps, stopping at
 /// its end or when the served connection is gone (the channel closed).
-fn read_steps(files: &[PathBuf], nth: u64, tx: &mpsc::Sender<Step>) {
+fn read_steps(files: &[PathBuf], nth: u64, tx: &mpsc::Sender<Ahead>) {
+    let budget = Arc::new(Semaphore::new(AHEAD_BYTES as usize));
+    // A blocking-pool thread: waiting on the runtime's semaphore from here is allowed.
+    let handle = tokio::runtime::Handle::current();
     let mut picker = Picker::new(nth);
     for path in files {
         let reader = match Reader::open(path) {
             Ok(r) => r,
             Err(e) => {
-                let _ = tx.blocking_send(Step::Damaged(e.to_string()));
+                let _ = tx.blocking_send((Step::Damaged(e.to_string()), None));
                 return;
             }
         };
@@ -394,12 +401,24 @@ fn read_steps(files: &[PathBuf], nth: u64, tx: &mpsc::Sender<Step>) {
             let rec = match rec {
                 Ok(rec) => rec,
                 Err(e) => {
-                    let _ = tx.blocking_send(Step::Damaged(e.to_string()));
+                    let _ = tx.blocking_send((Step::Damaged(e.to_string()), None));
                     return;
                 }
             };
             if let Some(step) = picker.pick(&rec) {
-                if tx.blocking_send(step).is_err() {
+                let permit = match &step {
+                    Step::Frame { payload, .. } => {
+                        let share = u32::try_from(payload.len())
+                            .unwrap_or(u32::MAX)
+                            .clamp(1, AHEAD_BYTES);
+                        match handle.block_on(budget.clone().acquire_many_owned(share)) {
+                            Ok(p) => Some(p),
+                            Err(_) => return,
+                        }
+                    }
+                    _ => None,
+                };
+                if tx.blocking_send((step, permit)).is_err() {
                     return;
                 }
                 if picker.done() {
@@ -408,7 +427,7 @@ fn read_steps(files: &[PathBuf], nth: u64, tx: &mpsc::Sender<Step>) {
             }
         }
     }
-    let _ = tx.blocking_send(picker.at_end());
+    let _ = tx.blocking_send((picker.at_end(), None));
 }
 
 /// A close reason fits a control frame (125 bytes, 2 of them the code).
@@ -483,12 +502,13 @@ impl Client {
     /// Reads until the next step is ready, counting what the client sends.
     async fn next_step(
         &mut self,
-        rx: &mut mpsc::Receiver<Step>,
+        rx: &mut mpsc::Receiver<Ahead>,
         shutdown: &mut watch::Receiver<bool>,
     ) -> Result<Step, Waited> {
         loop {
             tokio::select! {
-                s = rx.recv() => return Ok(s.unwrap_or(Step::End)),
+                // The step's byte share is released here: it is out of the read-ahead.
+                s = rx.recv() => return Ok(s.map_or(Step::End, |(step, _)| step)),
                 m = self.ws.next() => match m {
                     Some(Ok(Message::Text(_) | Message::Binary(_))) => self.heard += 1,
                     Some(Ok(_)) => {}
