@@ -257,3 +257,30 @@ def test_a_moment_recording_is_served_after_its_subscription(
             served = _read_all(stream)
     assert _raws(served) == recorded
     assert isinstance(served[1], tw.Success)
+
+
+@pytest.mark.timeout(60)
+def test_a_rotated_recording_is_served_as_one_connection(
+    make_sim: Callable[..., Any], tmp_path: Path
+) -> None:
+    live_sim = make_sim(rate=5_000, symbols=10)
+    stem = tmp_path / "rotated.twr"
+    feed = tw.CoinAPI(url=live_sim.url, data_types=["trade", "quote"], heartbeat=False)
+    recorder = tw.Recorder(stem, rotate_s=0.2)
+    with tw.connect(feed, record=recorder) as stream:
+        n = 0
+        while n < 3_000:
+            batch = stream.next_batch(timeout=10)
+            assert batch is not None
+            n += len(batch)
+    live_sim.close()
+    parts = sorted(tmp_path.glob("rotated.*.twr"))
+    assert len(parts) >= 2
+    recorded = _recording_frames(stem)
+    # Each part restates the open connection; served, it is still one connection.
+    with tw.Simulator(host="127.0.0.1", replay=stem) as sim:
+        feed = tw.CoinAPI(url=sim.url, data_types=["trade"], heartbeat=False)
+        with tw.connect(feed, keep_raw=True, reconnect=None) as stream:
+            served = _read_all(stream)
+    assert _raws(served) == recorded
+    assert sum(isinstance(m, tw.Connected) for m in served) == 1
