@@ -37,13 +37,16 @@ def sim_process(total: int, rate: int) -> tuple[subprocess.Popen[str], str]:
     return sim, sim.stdout.readline().split()[1]
 
 
-def live(total: int, record: Path | None, rate: int = 0) -> tuple[int, float]:
-    """Messages read and msg/s (first batch to last), reading until the simulator is done."""
+def live(total: int, record: Path | None, rate: int = 0) -> tuple[int, float, float]:
+    """Messages read, msg/s (first batch to last) and the process's CPU µs per message (all
+    its threads: the I/O thread and the recorder's included), reading until the simulator is
+    done."""
     sim, url = sim_process(total, rate)
     try:
         feed = tw.CoinAPI(url=url, data_types=MARKET, heartbeat=False)
         msgs = 0
         quiet = 0
+        c0 = time.process_time()
         with tw.connect(feed, record=record) as stream:
             t0 = last = 0.0
             while quiet < 2:
@@ -56,7 +59,8 @@ def live(total: int, record: Path | None, rate: int = 0) -> tuple[int, float]:
                     t0 = time.perf_counter()
                 msgs += len(batch)
                 last = time.perf_counter()
-        return msgs, msgs / (last - t0) if last > t0 else 0.0
+        cpu = time.process_time() - c0
+        return msgs, msgs / (last - t0) if last > t0 else 0.0, cpu / max(msgs, 1) * 1e6
     finally:
         sim.terminate()
         sim.wait(10)
@@ -105,31 +109,40 @@ def main() -> None:
             os.sched_setaffinity(0, {0})
         plain: list[float] = []
         recorded: list[float] = []
+        cpu_plain: list[float] = []
+        cpu_recorded: list[float] = []
         sizes: list[float] = []
         replays: list[float] = []
         for run in range(a.runs):
-            n, rate = live(a.total, None)
+            n, rate, cpu = live(a.total, None)
             plain.append(rate)
+            cpu_plain.append(cpu)
             path = tmp / f"run{run}.twr"
-            n, rate = live(a.total, path)
+            n, rate, cpu = live(a.total, path)
             recorded.append(rate)
+            cpu_recorded.append(cpu)
             sizes.append(path.stat().st_size / n)
             m, r = replay_rate(path)
             replays.append(r)
             print(
-                f"run {run}: plain {plain[-1]:,.0f} msg/s, recording {rate:,.0f} msg/s, "
+                f"run {run}: plain {plain[-1]:,.0f} msg/s {cpu_plain[-1]:.2f} µs CPU/msg, "
+                f"recording {rate:,.0f} msg/s {cpu:.2f} µs CPU/msg, "
                 f"{sizes[-1]:.1f} B/msg, replay {r:,.0f} msg/s ({m:,} items)",
                 flush=True,
             )
         mp, mr = statistics.median(plain), statistics.median(recorded)
         print(f"\nfull speed, client on CPU 0, {a.total:,} messages, {a.runs} runs (medians):")
-        print(f"  without recording  {mp:,.0f} msg/s")
-        print(f"  recording          {mr:,.0f} msg/s  ({(1 - mr / mp) * 100:+.1f} % cost)")
+        cp, cr = statistics.median(cpu_plain), statistics.median(cpu_recorded)
+        print(f"  without recording  {mp:,.0f} msg/s, {cp:.2f} µs CPU/msg")
+        print(
+            f"  recording          {mr:,.0f} msg/s, {cr:.2f} µs CPU/msg "
+            f"(throughput {(1 - mr / mp) * 100:+.1f} %, CPU {(cr / cp - 1) * 100:+.1f} %)"
+        )
         print(f"  on disk            {statistics.median(sizes):.1f} bytes/message")
         print(f"  replay, count-only {statistics.median(replays):,.0f} msg/s")
         total = int(a.paced_rate * a.paced_s)
         path = tmp / "paced.twr"
-        n, _ = live(total, path, rate=a.paced_rate)
+        live(total, path, rate=a.paced_rate)
         p50, p99, worst, count = fidelity(path)
         print(
             f"speed=1.0 fidelity ({count:,} inter-arrivals at {a.paced_rate:,} msg/s): "

@@ -633,3 +633,173 @@ fn damaged(p: &mut Player, e: &ReadError) -> StreamEnd {
     let _ = p.end_burst();
     StreamEnd::Recording(e.to_string())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::delivery::Pop;
+    use crate::record::format::{Meta, Stamp};
+    use crate::record::write::FileWriter;
+    use bytes::Bytes;
+
+    const BASE_NS: i64 = 1_893_456_000 * 1_000_000_000;
+
+    fn trade(n: u64) -> Event {
+        Event::Data {
+            payload: Bytes::from(format!(
+                r#"{{"type":"trade","symbol_id":"S","sequence":{n},"time_exchange":"2030-01-01T00:00:00.0000000Z","time_coinapi":"2030-01-01T00:00:00.0000000Z","uuid":"u{n}","price":1.0,"size":1.0,"taker_side":"BUY"}}"#
+            )),
+            binary: false,
+        }
+    }
+
+    fn at(ms: u64) -> Stamp {
+        Stamp {
+            wall_ns: BASE_NS + ms as i64 * 1_000_000,
+            mono_ns: ms * 1_000_000,
+        }
+    }
+
+    fn settings() -> Settings {
+        Settings {
+            heartbeat_timeout: Some(Duration::from_secs(3)),
+            ping_timeout: None,
+            connect_timeout: Duration::from_secs(10),
+            on_notice: OnNotice::MakeBeforeBreak,
+            hold_limit: 1000,
+            batch_size: 1024,
+            keep_raw: false,
+            shown_url: "ws://127.0.0.1:1/v1/".into(),
+            attempt: 0,
+            answer_expected: true,
+        }
+    }
+
+    fn replay(records: Vec<(u64, Event)>, opts: PlayOptions) -> Vec<Envelope> {
+        let path = std::env::temp_dir().join(format!(
+            "tickwire-play-{}-{:?}.twr",
+            std::process::id(),
+            std::thread::current().id()
+        ));
+        let meta = Meta {
+            venue: "coinapi".into(),
+            feed: "coinapi".into(),
+            ..Meta::default()
+        };
+        let f = std::fs::File::create(&path).unwrap();
+        let mut w = FileWriter::new(f, &meta, Vec::new()).unwrap();
+        for (ms, event) in records {
+            w.push(&Record {
+                conn: 0,
+                at: at(ms),
+                event,
+            })
+            .unwrap();
+        }
+        w.finish().unwrap();
+        let queue = Queue::new(10_000, 1024, crate::delivery::Overflow::Block, None);
+        let (_tx, rx) = mpsc::unbounded_channel();
+        spawn(
+            Reader::open(&path).unwrap(),
+            Vec::new(),
+            opts,
+            queue.clone(),
+            rx,
+        )
+        .unwrap();
+        let mut out = Vec::new();
+        loop {
+            match queue.pop(Some(Duration::from_secs(10))) {
+                Pop::Batch(b) => out.extend(b),
+                Pop::End(StreamEnd::Finished) => break,
+                other => panic!("{other:?}"),
+            }
+        }
+        let _ = std::fs::remove_file(&path);
+        out
+    }
+
+    fn opts() -> PlayOptions {
+        PlayOptions {
+            speed: None,
+            start_ns: None,
+            end_ns: None,
+            batch_size: 1024,
+            keep_raw: false,
+        }
+    }
+
+    #[test]
+    fn replay_derives_gaps_parse_errors_and_staleness_from_the_recorded_frames() {
+        let records = vec![
+            (
+                0,
+                Event::Opened {
+                    role: Role::Primary,
+                    attempt: 0,
+                    url: "ws://127.0.0.1:1/v1/".into(),
+                    settings: settings_json(&settings()),
+                    continued: false,
+                },
+            ),
+            (
+                1,
+                Event::Sent {
+                    text: "{\"type\":\"hello\"}".into(),
+                },
+            ),
+            (10, trade(1)),
+            (11, trade(2)),
+            (12, trade(4)),
+            (
+                13,
+                Event::Data {
+                    payload: Bytes::from_static(b"{\"type\":\"trade\",oops"),
+                    binary: false,
+                },
+            ),
+            (3_013, Event::Deadline),
+            (
+                3_014,
+                Event::Closed {
+                    reported: true,
+                    reason: "no frame for 3.0 s".into(),
+                    code: None,
+                },
+            ),
+        ];
+        let out = replay(records.clone(), opts());
+        let kinds: Vec<&str> = out.iter().map(|e| e.msg.type_name()).collect();
+        assert_eq!(
+            kinds,
+            [
+                "connected",
+                "trade",
+                "trade",
+                "gap",
+                "trade",
+                "parse_error",
+                "stale",
+                "disconnected"
+            ]
+        );
+        assert_eq!(out[0].recv_ns, at(10).wall_ns);
+        assert_eq!(out[4].recv_ns, at(12).wall_ns);
+        match &out[6].msg {
+            Msg::Stale { silence_s } => assert!((silence_s - 3.0).abs() < 1e-9),
+            other => panic!("{other:?}"),
+        }
+        assert_eq!(out[7].recv_ns, at(3_014).wall_ns);
+        // A window in time: only what falls in it, the baselines still set before it.
+        let window = replay(
+            records,
+            PlayOptions {
+                start_ns: Some(at(12).wall_ns),
+                end_ns: Some(at(13).wall_ns),
+                ..opts()
+            },
+        );
+        let kinds: Vec<&str> = window.iter().map(|e| e.msg.type_name()).collect();
+        assert_eq!(kinds, ["gap", "trade", "parse_error"]);
+    }
+}

@@ -8,7 +8,7 @@
 
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, AtomicUsize, Ordering::Relaxed};
-use std::sync::mpsc::{self, RecvTimeoutError, SyncSender, TrySendError};
+use std::sync::mpsc::{self, SyncSender, TryRecvError, TrySendError};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -21,8 +21,8 @@ use crate::protocol::moment::MomentStream;
 use crate::protocol::Session;
 
 /// The most batches of records (one per turn of the connection task's loop) waiting for the
-/// writer thread...
-pub const CHANNEL_BATCHES: usize = 1024;
+/// writer thread (one per 1.2 µs between two of its ticks)...
+pub const CHANNEL_BATCHES: usize = 8192;
 /// ...and the most bytes they may hold (payloads are shared with the reader, not copied, but
 /// they stay alive until written). Past either bound records are counted as lost.
 pub const IN_FLIGHT_BYTES: usize = 64 << 20;
@@ -227,6 +227,11 @@ impl Drop for Recorder {
     }
 }
 
+/// How often the writer thread takes what the channel holds. It polls rather than sleeping on
+/// the channel: a receiver asleep in `recv` makes every send a futex wake-up and a context
+/// switch, which on one CPU cost the stream more than the compression itself.
+pub const TICK: Duration = Duration::from_millis(10);
+
 fn write_loop(
     mut recording: Recording,
     rx: &mpsc::Receiver<ToWriter>,
@@ -237,27 +242,36 @@ fn write_loop(
     // When the block being filled got its first record.
     let mut block_started: Option<Instant> = None;
     loop {
-        let wait = block_started.map_or(BLOCK_AGE, |s| BLOCK_AGE.saturating_sub(s.elapsed()));
-        match rx.recv_timeout(wait) {
-            Ok(ToWriter::Records(batch, weight)) => {
-                let now = origin.elapsed();
-                let wall = wall_ns();
-                let result = batch.iter().try_for_each(|r| recording.push(r, now, wall));
-                in_flight.fetch_sub(weight, Relaxed);
-                result.map_err(err)?;
-                if !recording.pending() {
-                    block_started = None;
-                } else if block_started.is_none() {
-                    block_started = Some(Instant::now());
+        let mut finished = false;
+        loop {
+            match rx.try_recv() {
+                Ok(ToWriter::Records(batch, weight)) => {
+                    let now = origin.elapsed();
+                    let wall = wall_ns();
+                    let result = batch.iter().try_for_each(|r| recording.push(r, now, wall));
+                    in_flight.fetch_sub(weight, Relaxed);
+                    result.map_err(err)?;
+                    if !recording.pending() {
+                        block_started = None;
+                    } else if block_started.is_none() {
+                        block_started = Some(Instant::now());
+                    }
                 }
+                Ok(ToWriter::Finish) | Err(TryRecvError::Disconnected) => {
+                    finished = true;
+                    break;
+                }
+                Err(TryRecvError::Empty) => break,
             }
-            Ok(ToWriter::Finish) | Err(RecvTimeoutError::Disconnected) => break,
-            Err(RecvTimeoutError::Timeout) => {}
+        }
+        if finished {
+            break;
         }
         if block_started.is_none_or(|s| s.elapsed() >= BLOCK_AGE) {
             recording.flush(origin.elapsed(), wall_ns()).map_err(err)?;
             block_started = None;
         }
+        std::thread::sleep(TICK);
     }
     recording.finish().map_err(err)
 }
