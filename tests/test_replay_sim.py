@@ -284,3 +284,33 @@ def test_a_rotated_recording_is_served_as_one_connection(
             served = _read_all(stream)
     assert _raws(served) == recorded
     assert sum(isinstance(m, tw.Connected) for m in served) == 1
+
+
+@pytest.mark.timeout(60)
+def test_malformed_frames_and_gaps_are_served_as_recorded(
+    make_sim: Callable[..., Any], tmp_path: Path
+) -> None:
+    faults = tw.Faults(malformed_every=40, gap_every=70)
+    live_sim = make_sim(rate=5_000, symbols=10, faults=faults)
+    path = tmp_path / "faults.twr"
+    _record(live_sim, path, 600)
+    live_sim.close()
+    with tw.replay(str(path), keep_raw=True) as replayed:
+        expected = _read_all(replayed)
+    assert any(isinstance(m, tw.ParseError) for m in expected)
+    assert any(isinstance(m, tw.Gap) for m in expected)
+
+    with tw.Simulator(host="127.0.0.1", replay=path) as sim:
+        feed = tw.CoinAPI(url=sim.url, data_types=["trade"], heartbeat=False)
+        with tw.connect(feed, keep_raw=True, reconnect=None) as stream:
+            served = _read_all(stream)
+
+    # The broken frames go out byte for byte, so the client finds the same faults in place.
+    def shape(msgs: list[Any]) -> list[tuple[str, str | None]]:
+        return [
+            (m.type, getattr(m, "raw", None))
+            for m in msgs
+            if not isinstance(m, (tw.Connected, tw.Disconnected))
+        ]
+
+    assert shape(served) == shape(expected)
