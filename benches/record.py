@@ -37,6 +37,26 @@ def sim_process(total: int, rate: int) -> tuple[subprocess.Popen[str], str]:
     return sim, sim.stdout.readline().split()[1]
 
 
+def thread_cpu() -> dict[str, float]:
+    """CPU seconds of this process's threads, by thread name (10 ms resolution)."""
+    tick = os.sysconf("SC_CLK_TCK")
+    out: dict[str, float] = {}
+    for task in Path("/proc/self/task").iterdir():
+        try:
+            stat = (task / "stat").read_text()
+        except OSError:
+            continue
+        name = stat[stat.index("(") + 1 : stat.rindex(")")]
+        fields = stat[stat.rindex(")") + 2 :].split()
+        out[name] = out.get(name, 0.0) + (int(fields[11]) + int(fields[12])) / tick
+    return out
+
+
+#: Per-thread CPU µs per message of the last `live` run (the I/O thread and the recorder's
+#: writer thread).
+LAST_THREADS: dict[str, float] = {}
+
+
 def live(total: int, record: Path | None, rate: int = 0) -> tuple[int, float, float]:
     """Messages read, msg/s (first batch to last) and the process's CPU µs per message (all
     its threads: the I/O thread and the recorder's included), reading until the simulator is
@@ -47,6 +67,7 @@ def live(total: int, record: Path | None, rate: int = 0) -> tuple[int, float, fl
         msgs = 0
         quiet = 0
         c0 = time.process_time()
+        before = thread_cpu()
         with tw.connect(feed, record=record) as stream:
             t0 = last = 0.0
             while quiet < 2:
@@ -59,7 +80,13 @@ def live(total: int, record: Path | None, rate: int = 0) -> tuple[int, float, fl
                     t0 = time.perf_counter()
                 msgs += len(batch)
                 last = time.perf_counter()
+            # Before close: the writer thread ends with it. The writer is at most 10 ms behind.
+            time.sleep(0.05)
+            after = thread_cpu()
         cpu = time.process_time() - c0
+        LAST_THREADS.clear()
+        for name in ("tickwire-io", "tickwire-record"):  # names cut to 15 bytes
+            LAST_THREADS[name] = (after.get(name, 0.0) - before.get(name, 0.0)) / max(msgs, 1) * 1e6
         return msgs, msgs / (last - t0) if last > t0 else 0.0, cpu / max(msgs, 1) * 1e6
     finally:
         sim.terminate()
@@ -111,16 +138,22 @@ def main() -> None:
         recorded: list[float] = []
         cpu_plain: list[float] = []
         cpu_recorded: list[float] = []
+        io_plain: list[float] = []
+        io_recorded: list[float] = []
+        writer: list[float] = []
         sizes: list[float] = []
         replays: list[float] = []
         for run in range(a.runs):
             n, rate, cpu = live(a.total, None)
             plain.append(rate)
             cpu_plain.append(cpu)
+            io_plain.append(cpu - LAST_THREADS["tickwire-record"])
             path = tmp / f"run{run}.twr"
             n, rate, cpu = live(a.total, path)
             recorded.append(rate)
             cpu_recorded.append(cpu)
+            io_recorded.append(cpu - LAST_THREADS["tickwire-record"])
+            writer.append(LAST_THREADS["tickwire-record"])
             sizes.append(path.stat().st_size / n)
             m, r = replay_rate(path)
             replays.append(r)
@@ -137,6 +170,12 @@ def main() -> None:
         print(
             f"  recording          {mr:,.0f} msg/s, {cr:.2f} µs CPU/msg "
             f"(throughput {(1 - mr / mp) * 100:+.1f} %, CPU {(cr / cp - 1) * 100:+.1f} %)"
+        )
+        print(
+            f"  all but the writer thread (the hot path; inline I/O on one CPU) CPU/msg: "
+            f"{statistics.median(io_plain):.2f} µs without, "
+            f"{statistics.median(io_recorded):.2f} µs with recording; writer thread "
+            f"{statistics.median(writer):.2f} µs"
         )
         print(f"  on disk            {statistics.median(sizes):.1f} bytes/message")
         print(f"  replay, count-only {statistics.median(replays):,.0f} msg/s")

@@ -53,11 +53,11 @@ def record_arg(record: PathLike | Recorder | None) -> tuple[str, float | None, f
 
 
 def replay(
-    paths: PathLike | Sequence[PathLike],
-    *,
+    path_or_paths: PathLike | Sequence[PathLike],
     speed: float | None = None,
     start_ns: int | None = None,
     end_ns: int | None = None,
+    *,
     batch_size: int = 1024,
     queue_size: int = 262_144,
     keep_raw: bool = False,
@@ -75,8 +75,7 @@ def replay(
     ``ProtocolError`` here; a damaged or cut-short one replays up to the damage and then
     raises ``ProtocolError`` naming its byte offset.
     """
-    if isinstance(paths, (str, os.PathLike)):
-        paths = [paths]
+    paths = [path_or_paths] if isinstance(path_or_paths, (str, os.PathLike)) else path_or_paths
     core = _core.replay_stream(
         [os.fspath(p) for p in paths],
         speed=speed,

@@ -245,7 +245,9 @@ class Stream:
         return self._core.books_to_arrow(depth)
 
     def close(self) -> None:
-        """Closes the connection; iterating afterwards raises :class:`StreamClosed`."""
+        """Closes the connection; iterating afterwards raises :class:`StreamClosed`. A stream
+        made with ``record=`` returns once its recording is complete (last block and index
+        written), within ``close_timeout`` + 2 s."""
         self._ended = True
         self._unwatch()
         self._core.close()

@@ -58,11 +58,11 @@ fn input(frame: &Frame) -> Input<'_> {
     }
 }
 
-/// A frame as recorded (the payload is shared, not copied).
-fn recorded(frame: &Frame) -> RecEvent {
+/// A frame as recorded (its payload copied by the tap).
+fn recorded(tap: &mut Tap, frame: &Frame) -> RecEvent {
     match frame {
         Frame::Data { payload, binary } => RecEvent::Data {
-            payload: payload.clone(),
+            payload: tap.copy(payload),
             binary: *binary,
         },
         Frame::Ping => RecEvent::Ping,
@@ -306,7 +306,10 @@ impl Io {
                     let id = self.successor_id.unwrap_or(0);
                     match f {
                         Ok(frame) => {
-                            self.note(id, now, || recorded(&frame));
+                            if let Some(t) = &mut self.tap {
+                                let ev = recorded(t, &frame);
+                                t.push(id, now, ev);
+                            }
                             m.on_frame(Wire::Successor, input(&frame), now);
                         }
                         Err(e) => {
@@ -353,7 +356,8 @@ impl Io {
             match item {
                 Ok(frame) => {
                     if let Some(t) = &mut self.tap {
-                        t.push(self.primary_id, now, recorded(&frame));
+                        let ev = recorded(t, &frame);
+                        t.push(self.primary_id, now, ev);
                     }
                     if !m.on_frame(Wire::Primary, input(&frame), now) {
                         break;

@@ -305,6 +305,15 @@ async fn run(
                 backoff.on_connection_ended(started.elapsed());
             }
             Err(ConnectFailure::Auth(code)) => {
+                record(
+                    config.recorder.as_ref(),
+                    crate::record::format::NO_CONN,
+                    wall_ns(),
+                    RecEvent::ConnectFailed {
+                        attempt,
+                        reason: format!("the server refused the key (HTTP {code})"),
+                    },
+                );
                 status.set_state(State::Closed);
                 queue.finish(StreamEnd::Auth(format!(
                     "the server refused the key (HTTP {code}) at {shown_url}"
