@@ -15,8 +15,9 @@ pub const BLOCK_BYTES: usize = 256 << 10;
 /// ...or once its first record is this old (the recorder's thread checks), so a crash loses
 /// at most the last 256 KiB or 100 ms of records.
 pub const BLOCK_AGE: Duration = Duration::from_millis(100);
-/// zstd's level: 3 (its default) compresses market-data JSON about 10x at several hundred
-/// MB/s on one core, well ahead of any feed.
+/// zstd's level: 3 (its default) compresses the simulator's market-data JSON 5.6x at about
+/// 600 MB/s on one core; levels 1 and below gain little speed for a worse ratio (measured:
+/// -1 is 4.0x at 770 MB/s).
 pub const ZSTD_LEVEL: i32 = 3;
 /// The most open connections restated at the start of each block: a stream has at most two
 /// (the primary and a make-before-break successor); the rest is slack for closes that were
