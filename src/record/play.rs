@@ -676,6 +676,13 @@ mod tests {
     }
 
     fn replay(records: Vec<(u64, Event)>, opts: PlayOptions) -> Vec<Envelope> {
+        replay_on(
+            records.into_iter().map(|(ms, e)| (0, ms, e)).collect(),
+            opts,
+        )
+    }
+
+    fn replay_on(records: Vec<(u32, u64, Event)>, opts: PlayOptions) -> Vec<Envelope> {
         let path = std::env::temp_dir().join(format!(
             "tickwire-play-{}-{:?}.twr",
             std::process::id(),
@@ -688,9 +695,9 @@ mod tests {
         };
         let f = std::fs::File::create(&path).unwrap();
         let mut w = FileWriter::new(f, &meta, Vec::new()).unwrap();
-        for (ms, event) in records {
+        for (conn, ms, event) in records {
             w.push(&Record {
-                conn: 0,
+                conn,
                 at: at(ms),
                 event,
             })
@@ -801,5 +808,46 @@ mod tests {
         );
         let kinds: Vec<&str> = window.iter().map(|e| e.msg.type_name()).collect();
         assert_eq!(kinds, ["gap", "trade", "parse_error"]);
+    }
+
+    #[test]
+    fn a_replay_starting_inside_a_hold_carries_on_from_the_successor() {
+        let opened = |role, continued| Event::Opened {
+            role,
+            attempt: 0,
+            url: "ws://127.0.0.1:1/v1/".into(),
+            settings: if role == Role::Primary {
+                settings_json(&settings())
+            } else {
+                "{}".into()
+            },
+            continued,
+        };
+        // As a block (or rotated file) starting during a make-before-break hold begins.
+        let records = vec![
+            (0, 0, opened(Role::Primary, true)),
+            (1, 0, opened(Role::Successor, true)),
+            (0, 10, trade(1)),
+            (1, 11, trade(1)),
+            (1, 12, trade(2)),
+            (
+                0,
+                13,
+                Event::Closed {
+                    reported: false,
+                    reason: "replaced by its make-before-break successor".into(),
+                    code: None,
+                },
+            ),
+            (1, 14, trade(3)),
+            (1, 15, trade(5)),
+        ];
+        let out = replay_on(records, opts());
+        let kinds: Vec<&str> = out.iter().map(|e| e.msg.type_name()).collect();
+        assert_eq!(
+            kinds,
+            ["connected", "trade", "connected", "trade", "gap", "trade"]
+        );
+        assert_eq!(out[3].recv_ns, at(14).wall_ns);
     }
 }
