@@ -592,32 +592,87 @@ pub fn spawn(
     Ok(())
 }
 
+/// Records handed from the reading thread to the replay at once...
+const CHUNK: usize = 4096;
+/// ...and the most chunks read ahead (about 4 MB of records).
+const READ_AHEAD: usize = 4;
+
+/// Reads (and decompresses) the files on a thread of its own, so the replay's thread only runs
+/// the machine: the chunks of records in order, then the first error if any. Ends early when
+/// the replay stops listening.
+fn read_ahead(
+    first: Reader,
+    rest: Vec<PathBuf>,
+    start_ns: Option<i64>,
+) -> std::io::Result<std::sync::mpsc::Receiver<Result<Vec<Record>, ReadError>>> {
+    let (tx, rx) = std::sync::mpsc::sync_channel(READ_AHEAD);
+    std::thread::Builder::new()
+        .name("tickwire-read".into())
+        .spawn(move || {
+            let mut next = Some(Ok(first));
+            let mut rest = rest.into_iter();
+            while let Some(opened) = next.take() {
+                let mut reader = match opened {
+                    Ok(r) => r,
+                    Err(e) => {
+                        let _ = tx.send(Err(e));
+                        return;
+                    }
+                };
+                if let Some(start) = start_ns {
+                    if let Err(e) = reader.seek(start) {
+                        let _ = tx.send(Err(e));
+                        return;
+                    }
+                }
+                let mut chunk = Vec::with_capacity(CHUNK);
+                for item in reader {
+                    match item {
+                        Ok(rec) => chunk.push(rec),
+                        Err(e) => {
+                            let _ = tx.send(Ok(chunk));
+                            let _ = tx.send(Err(e));
+                            return;
+                        }
+                    }
+                    if chunk.len() == CHUNK {
+                        let full = std::mem::replace(&mut chunk, Vec::with_capacity(CHUNK));
+                        if tx.send(Ok(full)).is_err() {
+                            return;
+                        }
+                    }
+                }
+                if !chunk.is_empty() && tx.send(Ok(chunk)).is_err() {
+                    return;
+                }
+                next = rest.next().map(|path| Reader::open(&path));
+            }
+        })?;
+    Ok(rx)
+}
+
 /// Runs the replay; the stream's end, or `None` when it was already ended.
 fn play(p: &mut Player, first: Reader, rest: Vec<PathBuf>) -> Option<StreamEnd> {
-    let mut next = Some(Ok(first));
-    let mut rest = rest.into_iter();
-    while let Some(opened) = next.take() {
-        let mut reader = match opened {
+    let chunks = match read_ahead(first, rest, p.opts.start_ns) {
+        Ok(rx) => rx,
+        Err(e) => {
+            return Some(StreamEnd::Recording(format!(
+                "cannot start reading the recording: {e}"
+            )))
+        }
+    };
+    for chunk in chunks {
+        let records = match chunk {
             Ok(r) => r,
             Err(e) => return Some(damaged(p, &e)),
         };
-        if let Some(start) = p.opts.start_ns {
-            if let Err(e) = reader.seek(start) {
-                return Some(damaged(p, &e));
-            }
-        }
-        for item in reader {
-            let result = match item {
-                Ok(rec) => p.on_record(rec),
-                Err(e) => return Some(damaged(p, &e)),
-            };
-            match result {
+        for rec in records {
+            match p.on_record(rec) {
                 Ok(()) => {}
                 Err(Stop::Consumer) => return None,
                 Err(Stop::Past) => return finished(p),
             }
         }
-        next = rest.next().map(|path| Reader::open(&path));
     }
     finished(p)
 }
