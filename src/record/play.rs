@@ -237,19 +237,31 @@ impl Player {
     }
 
     fn out(&mut self, batch: Vec<Envelope>) -> Result<(), Stop> {
-        let start = self.opts.start_ns.unwrap_or(i64::MIN);
-        let end = self.opts.end_ns.unwrap_or(i64::MAX);
-        for e in batch {
-            if e.recv_ns < start {
-                continue;
+        let data = batch.iter().filter(|e| e.msg.is_data()).count() as u64;
+        let (start, end) = (self.opts.start_ns, self.opts.end_ns);
+        if start.is_none() && end.is_none() {
+            // No window: the machine's batch goes on as it is (no copy per message).
+            Stats::add(&self.queue.stats.messages, data);
+            if self.pending.is_empty() {
+                self.pending = batch;
+            } else {
+                self.pending.extend(batch);
             }
-            if e.recv_ns > end {
-                return Err(Stop::Past);
+        } else {
+            let (start, end) = (start.unwrap_or(i64::MIN), end.unwrap_or(i64::MAX));
+            let mut kept = 0;
+            for e in batch {
+                if e.recv_ns < start {
+                    continue;
+                }
+                if e.recv_ns > end {
+                    Stats::add(&self.queue.stats.messages, kept);
+                    return Err(Stop::Past);
+                }
+                kept += u64::from(e.msg.is_data());
+                self.pending.push(e);
             }
-            if e.msg.is_data() {
-                Stats::add(&self.queue.stats.messages, 1);
-            }
-            self.pending.push(e);
+            Stats::add(&self.queue.stats.messages, kept);
         }
         if self.pending.len() >= self.opts.batch_size {
             self.push()?;
