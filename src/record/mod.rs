@@ -3,12 +3,12 @@
 //! self-describing, zstd-compressed, time-indexed file (`docs/recording.md` has the layout).
 //!
 //! Public API, in the order a caller meets it:
-//! - [`format`]: the pure parts. [`Record`] `{ conn, at: Stamp { wall_ns, mono_ns }, event }`
+//! - [`format`](mod@format): the pure parts. [`Record`] `{ conn, at: Stamp { wall_ns, mono_ns }, event }`
 //!   with [`Event`] (`Opened`, `Data`, `Ping`, `Pong`, `Close`, `Sent`, `SentPing`,
 //!   `ReadError`, `WriteError`, `SuccessorFailed`, `Deadline`, `Request`, `Closed`,
 //!   `ConnectFailed`, `Lost`); [`Meta`] (the header's JSON: venue, feed, url, scope, tickwire
 //!   version, created_ns, part); [`scrub`] (removes keys from sent text).
-//! - [`write`]: [`FileWriter`] (one file: `new(out, &meta, live)`, `push(&rec)`,
+//! - [`write`](mod@write): [`FileWriter`] (one file: `new(out, &meta, live)`, `push(&rec)`,
 //!   `flush_block()`, `finish()`) and [`Recording`] (files with rotation:
 //!   `create(path, Rotation { max_bytes, max_age }, meta, now, wall_ns)`, `push`, `flush`,
 //!   `finish`); [`part_path`] names rotated files `<stem>.<n>.twr`.

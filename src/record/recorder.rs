@@ -245,8 +245,8 @@ impl Drop for Recorder {
 }
 
 /// How often the writer thread takes what the channel holds. It polls rather than sleeping on
-/// the channel: a receiver asleep in `recv` makes every send a futex wake-up and a context
-/// switch, which on one CPU cost the stream more than the compression itself.
+/// the channel: a receiver asleep in `recv` would make every hand-over (one per turn of the
+/// connection task's loop) a futex wake-up and a context switch on the hot path.
 pub const TICK: Duration = Duration::from_millis(10);
 
 fn write_loop(
