@@ -34,7 +34,7 @@ type Levels = Vec<(f64, f64)>;
 /// Changes as (ask, price, size).
 type Changes = Vec<(bool, f64, f64)>;
 
-/// Bid and ask snapshots, then changes replayed on a model book, so every removal hits a
+/// Bid and ask snapshots, then changes applied to a model book, so every removal hits a
 /// listed level and the depth stays constant.
 fn updates(depth: usize, n: usize) -> (Levels, Levels, Changes) {
     let mut rng = Rng(0x5EED_0B00C);
@@ -257,7 +257,7 @@ fn bench_store(c: &mut Criterion) {
         .iter()
         .map(|s| msg(s, 0, true, bids.clone(), asks.clone()))
         .collect();
-    // Each symbol replays the same stream, so every symbol's book stays consistent.
+    // Each symbol repeats the same stream, so every symbol's book stays consistent.
     let per_sym = MSGS / syms.len();
     for k in 0..per_sym {
         for s in &syms {

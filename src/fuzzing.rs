@@ -1,5 +1,5 @@
 //! The bodies of the fuzz targets (`fuzz/fuzz_targets/`), kept in the crate so that `cargo test`
-//! replays the committed corpus (`fuzz/corpus/<target>/`) through exactly the code the fuzzer
+//! runs the committed corpus (`fuzz/corpus/<target>/`) through exactly the code the fuzzer
 //! runs. Each function takes arbitrary bytes and panics only when an invariant breaks.
 
 use std::future::Future;
@@ -398,7 +398,7 @@ mod tests {
 
     /// Every committed corpus file through its target, as the fuzzer would run it.
     #[test]
-    fn corpus_replays_clean() {
+    fn corpus_runs_clean() {
         let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("fuzz/corpus");
         let mut ran = 0;
         for (name, target) in TARGETS {

@@ -7,7 +7,7 @@ pub mod codec;
 pub mod delivery;
 pub mod error;
 pub mod feed;
-/// The fuzz targets' bodies (`fuzz/`), also replayed by `cargo test`.
+/// The fuzz targets' bodies (`fuzz/`), also run by `cargo test`.
 #[doc(hidden)]
 pub mod fuzzing;
 pub mod model;

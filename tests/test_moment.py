@@ -1,5 +1,5 @@
 """Moment real-time Orders and Prices against the simulator in Moment mode: pings answered from
-Rust while Python is busy, order replay across a forced disconnect, live price scope changes,
+Rust while Python is busy, orders resumed across a forced disconnect, live price scope changes,
 bad requests and a refused key."""
 
 from __future__ import annotations
@@ -75,7 +75,7 @@ def test_pings_are_answered_while_python_takes_nothing(
 
 
 @pytest.mark.timeout(60)
-def test_order_stream_replays_across_a_forced_disconnect(make_sim: Callable[..., Any]) -> None:
+def test_order_stream_resumes_across_a_forced_disconnect(make_sim: Callable[..., Any]) -> None:
     total = 400
     sim = make_sim(
         protocol="moment", rate=200, total=total, faults=tw.Faults(disconnect_after_s=0.7)
@@ -102,19 +102,19 @@ def test_order_stream_replays_across_a_forced_disconnect(make_sim: Callable[...,
         if isinstance(m, (tw.OrderUpdate, tw.AllocationUpdate, tw.SystemUpdate))
     ]
     produced = sorted({r[2] for conn in sim.sent() for r in conn if r[2] is not None})
-    # The disconnect happened, and the second connection asked for a replay.
+    # The disconnect happened, and the second connection asked to resume from its last number.
     assert sim.stats().connections >= 2
     assert sum(isinstance(m, tw.Disconnected) for m in items) >= 1
     # Every number produced, delivered exactly once, in order; no hole reported.
     assert len(produced) == total
     assert numbers == produced
     assert not any(isinstance(m, tw.Gap) for m in items)
-    # The replay overlapped what was delivered (the resume point itself) and was dropped.
+    # The resent numbers overlapped what was delivered (the resume point itself) and was dropped.
     assert stream.stats().duplicates >= 1
 
 
 @pytest.mark.timeout(30)
-def test_start_msg_number_replays_the_log_from_there(make_sim: Callable[..., Any]) -> None:
+def test_start_msg_number_sends_the_log_from_there(make_sim: Callable[..., Any]) -> None:
     sim = make_sim(protocol="moment", rate=500, total=50)
     url = sim.url_for("orders")
     with tw.connect(tw.Moment("orders", url=url), reconnect=None) as first:
@@ -127,12 +127,12 @@ def test_start_msg_number_replays_the_log_from_there(make_sim: Callable[..., Any
     start = log[20]
     feed = tw.Moment("orders", url=url, start_msg_number=start)
     with tw.connect(feed, reconnect=None) as second:
-        replayed = [
+        resent = [
             m.msg_number
             for m in drain(second)
             if isinstance(m, tw.OrderUpdate | tw.AllocationUpdate | tw.SystemUpdate)
         ]
-    assert replayed == log[20:]
+    assert resent == log[20:]
 
 
 @pytest.mark.timeout(30)

@@ -1,16 +1,16 @@
 #!/usr/bin/env bash
 # The standard side-by-side runs behind BENCHMARKS.md: full speed, then paced at 10k and 100k
-# events/s (all against the simulator), then full speed against the replay server (--load
-# replay: each client's own ceiling; no latency). REPLAY_DEFLATE=1 adds a replay run with
+# events/s (all against the simulator), then full speed against the pre-rendered load (--load
+# prerendered: each client's own ceiling; no latency). PRERENDERED_DEFLATE=1 adds a run of it with
 # permessage-deflate (--compression, tickwire clients only; the report shows wire B/msg).
 # Writes a Markdown report, JSON and a PNG per run into $OUT (bench-results/ by default, which
 # git ignores). Extra arguments go to every run (e.g. --runs 5, --peers ...; with
-# REPLAY_DEFLATE=1, --peers applies to the deflate run too and must name tickwire clients only).
+# PRERENDERED_DEFLATE=1, --peers applies to the deflate run too and must name tickwire clients only).
 # Every report's table of runs shows each client's RSS at the start and end of its window.
 #
 #   benches/peers/run.sh                   # in a venv with tickwire (release build) and peers
 #   OUT=/tmp/b benches/peers/run.sh --runs 5
-#   REPLAY_DEFLATE=1 benches/peers/run.sh
+#   PRERENDERED_DEFLATE=1 benches/peers/run.sh
 #
 # Every client and the simulator run on 127.0.0.1 in their own pinned processes; each run is
 # bounded by the harness's timeouts.
@@ -35,9 +35,9 @@ run() {
 run full-speed --runs 3 --seconds 5 "$@"
 run paced-10k --runs 3 --seconds 5 --rate 10000 "$@"
 run paced-100k --runs 3 --seconds 5 --rate 100000 "$@"
-run replay --runs 3 --seconds 5 --load replay "$@"
-if [[ "${REPLAY_DEFLATE:-0}" == 1 ]]; then
-    run replay-deflate --runs 3 --seconds 5 --load replay --compression \
+run prerendered --runs 3 --seconds 5 --load prerendered "$@"
+if [[ "${PRERENDERED_DEFLATE:-0}" == 1 ]]; then
+    run prerendered-deflate --runs 3 --seconds 5 --load prerendered --compression \
         --peers tickwire-count,tickwire-arrow,tickwire,tickwire-async "$@"
 fi
 echo "results in $OUT/"

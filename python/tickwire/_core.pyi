@@ -1,6 +1,7 @@
 """Type stubs for the Rust extension ``tickwire._core``."""
 
-from collections.abc import Iterator
+import os
+from collections.abc import Iterator, Sequence
 from typing import Any, Literal, final
 
 from typing_extensions import Self
@@ -23,6 +24,7 @@ __all__ = [
     "Gap",
     "Heartbeat",
     "Index",
+    "LoadServer",
     "Message",
     "Metadata",
     "Ohlcv",
@@ -34,7 +36,6 @@ __all__ = [
     "Quote",
     "ReconnectNotice",
     "RelayCore",
-    "ReplayServer",
     "ServerError",
     "SimStats",
     "Simulator",
@@ -1030,6 +1031,8 @@ class Simulator:
         record: bool = True,
         spin_pacing: bool = False,
         generate: list[str] | None = None,
+        replay: str | os.PathLike[str] | Sequence[str | os.PathLike[str]] | None = None,
+        speed: float | None = None,
     ) -> Simulator: ...
     @property
     def url(self) -> str: ...
@@ -1055,7 +1058,7 @@ class Simulator:
     def __exit__(self, *args: object) -> None: ...
 
 @final
-class ReplayServer:
+class LoadServer:
     def __new__(
         cls,
         *,
@@ -1066,12 +1069,12 @@ class ReplayServer:
         seed: int = 0,
         rate: int = 0,
         compression: bool = False,
-    ) -> ReplayServer: ...
+    ) -> LoadServer: ...
     @property
     def url(self) -> str: ...
     def stats(self) -> dict[str, int]: ...
     def close(self) -> None: ...
-    def __enter__(self) -> ReplayServer: ...
+    def __enter__(self) -> LoadServer: ...
     def __exit__(self, *args: object) -> None: ...
 
 @final

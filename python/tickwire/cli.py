@@ -1,10 +1,15 @@
-"""The ``tickwire`` command line: ``demo``, ``sim``, ``stream`` and ``bench``.
+"""The ``tickwire`` command line: ``demo``, ``sim``, ``stream``, ``record``, ``replay``,
+``convert`` and ``bench``.
 
 ``tickwire demo``            simulator + client in one process: live progress, then a summary
-``tickwire sim``             serve the bundled simulator until Ctrl-C
+``tickwire sim``             serve the bundled simulator until Ctrl-C (``--replay FILE``: serve
+                             a recording instead)
 ``tickwire stream coinapi``  a real CoinAPI endpoint (key from ``COINAPI_KEY``) as JSON lines,
                              or a live table (``--table``); ``--metrics`` serves Prometheus text
 ``tickwire stream moment``   a real Moment stream (key from ``MOMENT_API_KEY``), the same way
+``tickwire record coinapi``  what ``stream`` would print, recorded into ``.twr`` files instead
+``tickwire replay FILE``     a recording played back as ``stream`` prints it (``--speed 1``: in
+                             recorded time); ``convert FILE --parquet DIR``: Parquet per type
 ``tickwire bench``           tickwire side by side with the peer clients that are installed
 
 Exit codes (all subcommands):
@@ -36,7 +41,7 @@ from typing import Any, NoReturn, TextIO
 from urllib.parse import urlsplit
 
 import tickwire as tw
-from tickwire import metrics
+from tickwire import _recording_cli, metrics
 from tickwire._table import LiveTable
 
 __all__ = ["main"]
@@ -321,6 +326,8 @@ def _demo_filter(args: argparse.Namespace) -> tuple[str, ...]:
 
 def cmd_sim(args: argparse.Namespace) -> int:
     seconds = None if args.seconds is None else float(args.seconds)
+    if args.replay or args.speed is not None:
+        return _recording_cli.serve(args, seconds)
     try:
         simulator = tw.Simulator(
             args.protocol,
@@ -440,6 +447,8 @@ def _print_stream(feed: tw.CoinAPI | tw.Moment, args: argparse.Namespace) -> int
     Ctrl-C; serves ``--metrics`` meanwhile."""
     if getattr(args, "nats", None):
         return _relay(feed, args)
+    if getattr(args, "out", None) is not None:
+        return _recording_cli.record(feed, args)
     try:
         stream = tw.connect(feed, keep_raw=bool(args.raw))
     except ValueError as exc:
@@ -718,6 +727,7 @@ def build_parser() -> argparse.ArgumentParser:
     sim.add_argument(
         "--generate", nargs="+", metavar="TYPE", help="CoinAPI: generate only these types"
     )
+    _recording_cli.sim_options(sim)
     sim.set_defaults(func=cmd_sim)
 
     stream = sub.add_parser(
@@ -731,22 +741,7 @@ def build_parser() -> argparse.ArgumentParser:
         help="CoinAPI market data (key from COINAPI_KEY)",
         description="Stream CoinAPI market data; the key is read from COINAPI_KEY.",
     )
-    coinapi.add_argument(
-        "--url",
-        type=_ws_url,
-        default="wss://ws.coinapi.io/v1/",
-        help="endpoint URL; a loopback one (the simulator) needs no COINAPI_KEY",
-    )
-    coinapi.add_argument(
-        "--types", nargs="+", metavar="TYPE", help="data types, e.g. trade quote (trade)"
-    )
-    coinapi.add_argument(
-        "--symbols", nargs="+", metavar="SYMBOL", help="symbol_id prefixes; trailing $: exact"
-    )
-    coinapi.add_argument("--assets", nargs="+", metavar="ASSET", help="asset ids or BASE/QUOTE")
-    coinapi.add_argument("--exchanges", nargs="+", metavar="EXCHANGE", help="exchange ids")
-    coinapi.add_argument("--periods", nargs="+", metavar="PERIOD", help="OHLCV periods")
-    coinapi.add_argument("--index-ids", nargs="+", metavar="INDEX", help="index ids")
+    _coinapi_scope(coinapi)
     _output_options(coinapi)
     coinapi.set_defaults(func=cmd_stream_coinapi)
 
@@ -756,28 +751,12 @@ def build_parser() -> argparse.ArgumentParser:
         description="Stream Moment's real-time Prices or Orders API; the key is read from "
         "MOMENT_API_KEY.",
     )
-    moment.add_argument("stream", choices=("prices", "orders"))
-    moment.add_argument(
-        "--environment", choices=("paper", "live"), default="paper", help="paper or live (paper)"
-    )
-    moment.add_argument(
-        "--url",
-        type=_ws_url,
-        default=None,
-        help="endpoint URL (overrides --environment); a loopback one needs no MOMENT_API_KEY",
-    )
-    moment.add_argument("--instruments", nargs="+", metavar="ID", help="CUSIPs or ISINs (prices)")
-    moment.add_argument("--all", action="store_true", help="subscribe to every instrument")
-    moment.add_argument(
-        "--start-msg-number", type=int, default=None, help="replay orders from this number"
-    )
-    moment.add_argument(
-        "--auth-in-query", action="store_true", help="send the key as auth_token, not a header"
-    )
+    _moment_scope(moment)
     _output_options(moment)
     moment.set_defaults(func=cmd_stream_moment)
 
     _relay_parser(sub)
+    _recording_cli.add_commands(sub, _record_scope)
 
     bench = sub.add_parser(
         "bench",
@@ -788,6 +767,65 @@ def build_parser() -> argparse.ArgumentParser:
     bench.add_argument("bench_args", nargs=argparse.REMAINDER)
     bench.set_defaults(func=cmd_bench)
     return parser
+
+
+def _coinapi_scope(p: argparse.ArgumentParser) -> None:
+    """The CoinAPI feed options of ``stream coinapi`` (and ``record coinapi``)."""
+    p.add_argument(
+        "--url",
+        type=_ws_url,
+        default="wss://ws.coinapi.io/v1/",
+        help="endpoint URL; a loopback one (the simulator) needs no COINAPI_KEY",
+    )
+    p.add_argument(
+        "--types", nargs="+", metavar="TYPE", help="data types, e.g. trade quote (trade)"
+    )
+    p.add_argument(
+        "--symbols", nargs="+", metavar="SYMBOL", help="symbol_id prefixes; trailing $: exact"
+    )
+    p.add_argument("--assets", nargs="+", metavar="ASSET", help="asset ids or BASE/QUOTE")
+    p.add_argument("--exchanges", nargs="+", metavar="EXCHANGE", help="exchange ids")
+    p.add_argument("--periods", nargs="+", metavar="PERIOD", help="OHLCV periods")
+    p.add_argument("--index-ids", nargs="+", metavar="INDEX", help="index ids")
+
+
+def _moment_scope(p: argparse.ArgumentParser) -> None:
+    """The Moment feed options of ``stream moment`` (and ``record moment``)."""
+    p.add_argument("stream", choices=("prices", "orders"))
+    p.add_argument(
+        "--environment", choices=("paper", "live"), default="paper", help="paper or live (paper)"
+    )
+    p.add_argument(
+        "--url",
+        type=_ws_url,
+        default=None,
+        help="endpoint URL (overrides --environment); a loopback one needs no MOMENT_API_KEY",
+    )
+    p.add_argument("--instruments", nargs="+", metavar="ID", help="CUSIPs or ISINs (prices)")
+    p.add_argument("--all", action="store_true", help="subscribe to every instrument")
+    p.add_argument(
+        "--start-msg-number",
+        type=int,
+        default=None,
+        help="start orders at this msg_number",
+    )
+    p.add_argument(
+        "--auth-in-query", action="store_true", help="send the key as auth_token, not a header"
+    )
+
+
+def _record_scope(venues: Any, venue: str) -> argparse.ArgumentParser:
+    """``record coinapi|moment``: the stream command's feed, recorded (``_print_stream``)."""
+    p: argparse.ArgumentParser
+    if venue == "coinapi":
+        p = venues.add_parser("coinapi", help="CoinAPI market data (key from COINAPI_KEY)")
+        _coinapi_scope(p)
+        p.set_defaults(func=cmd_stream_coinapi)
+    else:
+        p = venues.add_parser("moment", help="Moment prices or orders (key from MOMENT_API_KEY)")
+        _moment_scope(p)
+        p.set_defaults(func=cmd_stream_moment)
+    return p
 
 
 def _relay_parser(sub: Any) -> None:
@@ -813,7 +851,7 @@ def _relay_parser(sub: Any) -> None:
     moment.add_argument("--url", default=None, help="endpoint URL (overrides --environment)")
     moment.add_argument("--instruments", nargs="+", metavar="ID", help="CUSIPs or ISINs (prices)")
     moment.add_argument("--all", action="store_true", help="subscribe to every instrument")
-    moment.add_argument("--start-msg-number", type=int, default=None, help="replay orders from N")
+    moment.add_argument("--start-msg-number", type=int, default=None, help="from msg_number N")
     moment.add_argument("--auth-in-query", action="store_true", help="key as auth_token")
     moment.set_defaults(func=cmd_stream_moment)
     for p in (coinapi, moment):

@@ -146,7 +146,7 @@ impl Sinks<'_> {
 pub(crate) struct Outcome {
     pub end: End,
     pub made: bool,
-    pub replay: MsgNumberTracker,
+    pub msg_numbers: MsgNumberTracker,
     /// The recording's number for the connection (the one delivered from at the end).
     pub conn: u32,
 }
@@ -162,7 +162,7 @@ pub(crate) async fn drive(
     config: &mut ClientConfig,
     out: &Sinks<'_>,
     commands: &mut mpsc::UnboundedReceiver<Command>,
-    replay: MsgNumberTracker,
+    msg_numbers: MsgNumberTracker,
     backoff: &mut Backoff,
     (shown_url, attempt): (&str, u32),
 ) -> Outcome {
@@ -200,7 +200,7 @@ pub(crate) async fn drive(
             },
         );
     }
-    let mut m = Machine::new(config.session.clone(), settings, replay, opened);
+    let mut m = Machine::new(config.session.clone(), settings, msg_numbers, opened);
     let mut io = Io {
         primary: conn,
         successor: None,
@@ -221,12 +221,12 @@ pub(crate) async fn drive(
     }
     let made = io.made;
     let conn = io.primary_id;
-    let (session, replay) = m.into_parts();
+    let (session, msg_numbers) = m.into_parts();
     config.session = session;
     Outcome {
         end,
         made,
-        replay,
+        msg_numbers,
         conn,
     }
 }

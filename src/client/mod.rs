@@ -232,10 +232,10 @@ async fn run(
     let mut failed_initial: u32 = 0;
     let base_url = config.connect.url.clone();
     // Moment order numbers continue across connections; CoinAPI's restart on each.
-    let mut replay = MsgNumberTracker::default();
+    let mut msg_numbers = MsgNumberTracker::default();
     loop {
         status.set_state(State::Connecting);
-        config.connect.url = config.session.connect_url(&base_url, replay.last());
+        config.connect.url = config.session.connect_url(&base_url, msg_numbers.last());
         let connected = tokio::select! {
             c = Connection::connect(&config.connect) => c,
             cmd = commands.recv() => match cmd {
@@ -257,12 +257,12 @@ async fn run(
                     &mut config,
                     &out,
                     &mut commands,
-                    std::mem::take(&mut replay),
+                    std::mem::take(&mut msg_numbers),
                     &mut backoff,
                     (&shown_url, attempt),
                 )
                 .await;
-                replay = out.replay;
+                msg_numbers = out.msg_numbers;
                 if out.made {
                     made_once = true;
                     status.set_waiting(None);

@@ -34,7 +34,7 @@ impl Venue for Moment {
 }
 
 /// A `msg_number` is `YYYYMMDD` followed by a 10-digit counter: 18 digits whose first eight
-/// are a real date. Anything else would become a baseline (or a replay start) that no real
+/// are a real date. Anything else would become a baseline (or a resume point) that no real
 /// message could follow.
 pub(crate) fn valid_msg_number(n: u64) -> bool {
     let date = n / 10_000_000_000;
@@ -325,7 +325,7 @@ mod tests {
     }
 
     /// A `msg_number` must be `YYYYMMDD` + 10 digits with a real date: anything else would
-    /// become a baseline (and a replay start) that silences every later order.
+    /// become a baseline (and a resume point) that silences every later order.
     #[test]
     fn msg_number_must_start_with_a_date() {
         let order = |n: &str| {

@@ -228,7 +228,7 @@ struct Reader {
     decoder: Decoder,
     sequences: SequenceTracker,
     /// Moment order numbers, carried from connection to connection.
-    replay: MsgNumberTracker,
+    msg_numbers: MsgNumberTracker,
     /// The `Gap.key` of the Moment order stream, made once rather than per message.
     orders_key: Key,
     keep_raw: bool,
@@ -238,11 +238,11 @@ struct Reader {
 }
 
 impl Reader {
-    fn new(session: &Session, keep_raw: bool, replay: MsgNumberTracker) -> Self {
+    fn new(session: &Session, keep_raw: bool, msg_numbers: MsgNumberTracker) -> Self {
         Reader {
             decoder: session.decoder(),
             sequences: SequenceTracker::default(),
-            replay,
+            msg_numbers,
             orders_key: Key::from("orders"),
             keep_raw,
             rebase: Vec::new(),
@@ -276,7 +276,7 @@ impl Reader {
         }
         if let Msg::OrderEvent(o) = msg {
             let key = self.orders_key.clone();
-            return Some((o.kind.wire(), key, self.replay.check(o.msg_number)));
+            return Some((o.kind.wire(), key, self.msg_numbers.check(o.msg_number)));
         }
         None
     }
@@ -455,8 +455,13 @@ pub struct Machine {
 impl Machine {
     /// A machine for a connection just opened at `now`: its first actions send the opening
     /// request.
-    pub fn new(session: Session, settings: Settings, replay: MsgNumberTracker, now: Clock) -> Self {
-        let reader = Reader::new(&session, settings.keep_raw, replay);
+    pub fn new(
+        session: Session,
+        settings: Settings,
+        msg_numbers: MsgNumberTracker,
+        now: Clock,
+    ) -> Self {
+        let reader = Reader::new(&session, settings.keep_raw, msg_numbers);
         let mut actions = VecDeque::new();
         for text in session.opening() {
             actions.push_back(Action::Send {
@@ -518,7 +523,7 @@ impl Machine {
 
     /// The session and the Moment order numbers, for the next connection.
     pub fn into_parts(self) -> (Session, MsgNumberTracker) {
-        (self.session, self.reader.replay)
+        (self.session, self.reader.msg_numbers)
     }
 
     /// The counters since the last call.
@@ -784,7 +789,7 @@ impl Machine {
             reader: Reader::new(
                 &self.session,
                 self.settings.keep_raw,
-                self.reader.replay.clone(),
+                self.reader.msg_numbers.clone(),
             ),
             held: Vec::new(),
             seen: HashSet::new(),
@@ -1057,9 +1062,9 @@ impl Machine {
         }
         log::info!("make-before-break switch: held {held_count}, {overlap} dropped as overlap");
         self.handover = (!books.is_done()).then_some(books);
-        let replay = std::mem::take(&mut self.reader.replay);
+        let msg_numbers = std::mem::take(&mut self.reader.msg_numbers);
         self.reader = reader;
-        self.reader.replay = replay;
+        self.reader.msg_numbers = msg_numbers;
         self.last_frame = last_frame.max(self.last_frame);
         self.pinged_at = None;
         self.fallback = None;

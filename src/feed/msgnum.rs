@@ -1,5 +1,5 @@
 //! Moment order-stream message numbers: `YYYYMMDD` + a 10-digit counter per UTC day, kept
-//! across connections so a replay after a reconnect drops what was already delivered.
+//! across connections so what a reconnect resends drops what was already delivered.
 
 use super::sequence::SeqCheck;
 
@@ -56,11 +56,11 @@ mod tests {
     const D2: u64 = 20_240_502 * DAY;
 
     #[test]
-    fn contiguity_rollover_gap_and_replay() {
+    fn contiguity_rollover_gap_and_resend() {
         let mut t = MsgNumberTracker::default();
         assert_eq!(t.check(D1 + 41), SeqCheck::First);
         assert_eq!(t.check(D1 + 42), SeqCheck::InOrder);
-        // A replay after reconnect starts at the last delivered number: dropped.
+        // A resumed stream starts at the last delivered number: dropped.
         assert_eq!(t.check(D1 + 42), SeqCheck::Duplicate);
         assert_eq!(t.check(D1 + 40), SeqCheck::Duplicate);
         assert_eq!(t.check(D2), SeqCheck::InOrder);

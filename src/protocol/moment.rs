@@ -1,5 +1,5 @@
 //! The Moment real-time session (Prices and Orders): the requests of a new connection, the
-//! replay start of the order stream, and how control messages steer the connection.
+//! resume point of the order stream, and how control messages steer the connection.
 
 use crate::codec::write::ObjectWriter;
 use crate::model::Msg;
@@ -30,7 +30,7 @@ fn request(kind: &str, instrument: Option<&str>) -> String {
     w.finish()
 }
 
-/// The query parameter that asks the order stream to replay from a message number. The
+/// The query parameter that asks the order stream to start (again) at a message number. The
 /// documented name was not found; client and simulator share this interpretation.
 pub const START_PARAM: &str = "start_msg_number";
 
@@ -63,7 +63,7 @@ impl MomentSession {
     }
 
     /// The URL of the next connection: the order stream resumes at the last delivered number
-    /// (replayed and dropped as a duplicate, which proves continuity), else at the user's start.
+    /// (sent again and dropped as a duplicate, which proves continuity), else at the user's start.
     pub fn connect_url(&self, base: &url::Url, last_delivered: Option<u64>) -> url::Url {
         let start = last_delivered.or(self.start_msg_number);
         match (self.stream, start) {

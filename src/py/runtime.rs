@@ -242,7 +242,7 @@ pub(crate) fn io() -> &'static Io {
     io
 }
 
-/// The runtime of tickwire's own servers (simulator, replay load), apart from the streams' so
+/// The runtime of tickwire's own servers (simulator, pre-rendered load), apart from the streams' so
 /// that an in-process server never takes a stream's I/O thread.
 pub(crate) fn server_runtime() -> &'static Runtime {
     get_or_make(&SERVERS, || {

@@ -1,12 +1,17 @@
 //! `tickwire.Simulator` and `tickwire.Faults`: the bundled server, run on the servers' runtime.
 
+use std::path::{Path, PathBuf};
+use std::sync::atomic::Ordering;
 use std::time::Duration;
 
 use parking_lot::Mutex;
-use pyo3::exceptions::{PyOSError, PyValueError};
+
+use pyo3::exceptions::{PyFileNotFoundError, PyOSError, PyTypeError, PyValueError};
 use pyo3::prelude::*;
 
 use super::server_runtime;
+use crate::record::ReadError;
+use crate::sim::recorded::{RecordedConfig, RecordedServer, StartError};
 use crate::sim::{Faults as SimFaults, HeartbeatSpelling, SimConfig, SimProtocol, SimServer};
 
 /// `tickwire.Faults`: what the simulator breaks, and when.
@@ -217,6 +222,8 @@ impl SimStats {
 #[pyclass(frozen, module = "tickwire._core", name = "Simulator")]
 pub struct Simulator {
     server: Mutex<Option<SimServer>>,
+    /// With `replay=`: the recording's server instead of `server`.
+    recorded: Mutex<Option<RecordedServer>>,
     url: String,
     port: u16,
     host: String,
@@ -236,7 +243,8 @@ impl Simulator {
     #[new]
     #[pyo3(signature = (protocol="coinapi", *, host="127.0.0.1", port=0, rate=10_000, symbols=100,
         seed=0, total=None, ping_interval=None, heartbeat_spelling="heartbeat", api_key=None,
-        faults=None, pong_grace=5.0, record=true, spin_pacing=false, generate=None))]
+        faults=None, pong_grace=5.0, record=true, spin_pacing=false, generate=None, replay=None,
+        speed=None))]
     fn py_new(
         py: Python<'_>,
         protocol: &str,
@@ -254,7 +262,20 @@ impl Simulator {
         record: bool,
         spin_pacing: bool,
         generate: Option<Vec<String>>,
+        replay: Option<Bound<'_, PyAny>>,
+        speed: Option<f64>,
     ) -> PyResult<Self> {
+        if let Some(replay) = replay {
+            if faults.is_some() {
+                return Err(PyValueError::new_err(
+                    "faults do not apply to a replay: it serves what was recorded",
+                ));
+            }
+            return Self::serve_recording(py, &replay, speed, host, port);
+        }
+        if speed.is_some() {
+            return Err(PyValueError::new_err("speed applies only with replay="));
+        }
         let sim_protocol = match protocol {
             "coinapi" => SimProtocol::CoinApi,
             "moment" => SimProtocol::Moment,
@@ -314,6 +335,7 @@ impl Simulator {
             prices_url: server.url_for("prices"),
             orders_url: server.url_for("orders"),
             server: Mutex::new(Some(server)),
+            recorded: Mutex::new(None),
         })
     }
 
@@ -401,6 +423,20 @@ impl Simulator {
     }
 
     fn stats(&self) -> SimStats {
+        if let Some(r) = self.recorded.lock().as_ref() {
+            let s = r.stats();
+            let open = s.open_connections.load(Ordering::Relaxed);
+            let messages = s.messages_sent.load(Ordering::Relaxed);
+            return SimStats {
+                connections: s.connections.load(Ordering::Relaxed),
+                open_connections: open,
+                messages_sent: messages,
+                bytes_sent: s.bytes_sent.load(Ordering::Relaxed),
+                generated: messages,
+                finished: s.exhausted.load(Ordering::Relaxed),
+                pong_timeouts: 0,
+            };
+        }
         let guard = self.server.lock();
         let s = guard.as_ref().map(SimServer::stats).unwrap_or_default();
         SimStats {
@@ -420,6 +456,9 @@ impl Simulator {
         if let Some(s) = server {
             py.detach(|| s.shutdown());
         }
+        if let Some(r) = self.recorded.lock().take() {
+            r.shutdown();
+        }
     }
 
     fn __enter__(slf: Py<Self>) -> Py<Self> {
@@ -436,6 +475,56 @@ impl Simulator {
             "Simulator(protocol={:?}, url={:?})",
             self.protocol, self.url
         )
+    }
+}
+
+impl Simulator {
+    /// `Simulator(replay=...)`: serves the recording's connections (`sim::recorded`).
+    fn serve_recording(
+        py: Python<'_>,
+        replay: &Bound<'_, PyAny>,
+        speed: Option<f64>,
+        host: &str,
+        port: u16,
+    ) -> PyResult<Self> {
+        let paths: Vec<PathBuf> = match replay.extract::<PathBuf>() {
+            Ok(p) => vec![p],
+            Err(_) => replay.extract::<Vec<PathBuf>>().map_err(|_| {
+                PyTypeError::new_err("replay must be a path or a list of paths to .twr files")
+            })?,
+        };
+        if speed.is_some_and(|s| !(s.is_finite() && s > 0.0)) {
+            return Err(PyValueError::new_err(
+                "speed must be a finite number > 0, or None (as fast as possible)",
+            ));
+        }
+        let host_owned = host.to_string();
+        let config = RecordedConfig { paths, speed };
+        let server = py
+            .detach(|| RecordedServer::start(server_runtime().handle(), &host_owned, port, config))
+            .map_err(|e| match e {
+                StartError::Io(e) => PyOSError::new_err(format!("simulator: {e}")),
+                StartError::Recording(ReadError::Io { ref path, .. })
+                    if !Path::new(path).exists() =>
+                {
+                    PyFileNotFoundError::new_err(e.to_string())
+                }
+                StartError::Recording(ReadError::Io { .. }) => PyOSError::new_err(e.to_string()),
+                other => PyValueError::new_err(other.to_string()),
+            })?;
+        let url = server.url();
+        let moment = server.venue() == "moment";
+        Ok(Simulator {
+            port: server.local_addr().port(),
+            host: server.local_addr().ip().to_string(),
+            protocol: server.venue().to_string(),
+            // Any path is served the same; these are the ones a Moment client expects.
+            prices_url: moment.then(|| format!("{url}data/price-stream/")),
+            orders_url: moment.then(|| format!("{url}trading/order-stream/")),
+            url,
+            server: Mutex::new(None),
+            recorded: Mutex::new(Some(server)),
+        })
     }
 }
 

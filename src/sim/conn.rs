@@ -263,7 +263,7 @@ pub(crate) struct ConnInfo {
     pub stream: StreamKind,
     /// CoinAPI: the upgrade did not carry the key, so the first request's `apikey` must.
     pub need_key: Option<String>,
-    /// Moment orders: replay from this `msg_number`.
+    /// Moment orders: start (again) at this `msg_number`.
     pub start_msg_number: Option<u64>,
 }
 

@@ -1345,7 +1345,7 @@ mod tests {
 
     #[test]
     fn book_updates_apply_to_the_snapshot() {
-        // Replaying updates on top of the first snapshot reproduces every later snapshot.
+        // Applying updates on top of the first snapshot reproduces every later snapshot.
         use simd_json::prelude::*;
         let u = Arc::new(Universe::new(3));
         let mut m = Market::new(9, u);

@@ -38,10 +38,11 @@ pub(crate) mod coinapi;
 pub(crate) mod conn;
 pub(crate) mod faults;
 pub(crate) mod fmt;
+pub mod load;
 pub(crate) mod market;
 pub(crate) mod moment;
 pub(crate) mod pump;
-pub mod replay;
+pub mod recorded;
 
 #[cfg(test)]
 mod tests;
@@ -389,7 +390,7 @@ impl Shared {
     }
 
     /// Where an order-stream connection starts reading the log: at the first entry whose
-    /// `msg_number` is at least `start` (replay), or at the end (live only).
+    /// `msg_number` is at least `start` (a resume), or at the end (live only).
     pub(crate) fn log_start(&self, start: Option<u64>) -> usize {
         let log = self.order_log.read();
         match start {
@@ -719,7 +720,7 @@ fn header<'a>(req: &'a Request, name: &str) -> Option<&'a str> {
     req.headers().get(name).and_then(|v| v.to_str().ok())
 }
 
-/// Decides an upgrade: route (Moment), authentication, replay start.
+/// Decides an upgrade: route (Moment), authentication, resume point.
 fn check_upgrade(config: &SimConfig, req: &Request) -> Result<ConnInfo, Refusal> {
     match config.protocol {
         SimProtocol::CoinApi => {

@@ -549,7 +549,7 @@ struct Active {
     hold: u32,
 }
 
-/// The order-event generator behind the replayable order log.
+/// The order-event generator behind the order log (a connection may start anywhere in it).
 pub(crate) struct OrderGen {
     rng: SimRng,
     instruments: Arc<Instruments>,

@@ -173,7 +173,7 @@ where
     }
 }
 
-/// Drives the Moment order log: events are appended to the shared, replayable log; order-stream
+/// Drives the Moment order log: events are appended to the shared log, which a connection may read from any number; order-stream
 /// connections read it from their own cursor.
 pub(crate) async fn order_log<G>(shared: Arc<Shared>, mut next: G)
 where

@@ -929,7 +929,7 @@ async fn moment_prices_subscriptions() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn moment_orders_replay_from_a_start_number() {
+async fn moment_orders_start_at_a_start_number() {
     let sim = moment(SimConfig {
         rate: 400,
         total: Some(80),
@@ -957,7 +957,7 @@ async fn moment_orders_replay_from_a_start_number() {
     assert_eq!(first.get_str("msg_type"), Some("order_update"));
     assert_eq!(first.get_str("event_type"), Some("request"));
     assert_eq!(first.get_str("msg_number").map(str::len), Some(18));
-    // Replay from the 10th message: exactly the rest of the log.
+    // From the 10th message on: exactly the rest of the log.
     let from = numbers[9];
     let mut b = connect(&format!("{url}?start_msg_number={from}")).await;
     assert!(

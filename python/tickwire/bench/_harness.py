@@ -58,9 +58,9 @@ class Settings:
     notes: list[str] = field(default_factory=list)
     #: Leave runs with more other load than this out of the medians (still listed).
     max_other_load: float | None = None
-    #: ``sim`` (the bundled simulator) or ``replay`` (pre-rendered messages, repeated).
+    #: ``sim`` (the bundled simulator) or ``prerendered`` (pre-rendered messages, repeated).
     load: str = "sim"
-    #: tickwire clients negotiate permessage-deflate with the replay server.
+    #: tickwire clients negotiate permessage-deflate with the load server.
     compression: bool = False
 
     @property
@@ -69,13 +69,13 @@ class Settings:
 
     @property
     def latency(self) -> bool:
-        """Whether latency is recorded: paced, against the simulator (the replay server's time
+        """Whether latency is recorded: paced, against the simulator (the load server's time
         stamps repeat from pass to pass)."""
         return self.paced and self.load == "sim"
 
     @property
     def server_name(self) -> str:
-        return "replay server" if self.load == "replay" else "simulator"
+        return "load server" if self.load == "prerendered" else "simulator"
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -85,7 +85,7 @@ def build_parser() -> argparse.ArgumentParser:
         formatter_class=argparse.RawDescriptionHelpFormatter,
         description=(
             "Side-by-side: tickwire and installed peer WebSocket+JSON stacks against the bundled "
-            "simulator (or the replay server, --load replay) on 127.0.0.1, each client in its "
+            "simulator (or the load server, --load prerendered) on 127.0.0.1, each client in its "
             "own process pinned to one CPU, the server in its own process pinned to another. "
             "Runs are interleaved (A B C A B C ...); tables show medians over runs. Peers that "
             "are not installed are skipped."
@@ -100,8 +100,8 @@ def build_parser() -> argparse.ArgumentParser:
             "  python -m tickwire.bench --runs 3 --seconds 5         # full speed (rate 0)\n"
             "  python -m tickwire.bench --rate 10000 --json out.json  # paced: adds latency\n"
             "  python -m tickwire.bench --total 500000 --peers tickwire,picows-orjson\n"
-            "  python -m tickwire.bench --load replay                # each client's own ceiling\n"
-            "  python -m tickwire.bench --load replay --compression --peers tickwire\n"
+            "  python -m tickwire.bench --load prerendered           # each client's own ceiling\n"
+            "  python -m tickwire.bench --load prerendered --compression --peers tickwire\n"
             "  python -m tickwire.bench --seconds 120 --runs 1 --peers tickwire  # RSS flat?\n\n"
             "Exit codes: 0 every run valid, 1 some run invalid, 2 usage."
         ),
@@ -116,9 +116,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--warmup", type=float, default=1.0, help="seconds before measuring (1)")
     p.add_argument(
         "--load",
-        choices=("sim", "replay"),
+        choices=("sim", "prerendered"),
         default="sim",
-        help="sim: the bundled simulator (generates as it goes; latency when paced); replay: "
+        help="sim: the bundled simulator (generates as it goes; latency when paced); prerendered: "
         "200,000 pre-rendered messages sent over and over, sequence numbers gap-free across "
         "passes, several times faster than the simulator, so a client's own ceiling shows; its "
         "time stamps repeat, so no latency is recorded with it (sim)",
@@ -127,13 +127,13 @@ def build_parser() -> argparse.ArgumentParser:
         "--rate",
         type=int,
         default=0,
-        help="simulator events/s (replay: messages/s); 0 = as fast as the socket takes them "
+        help="simulator events/s (prerendered: messages/s); 0 = as fast as the socket takes them "
         "(0); >0 adds latency percentiles with --load sim only",
     )
     p.add_argument(
         "--compression",
         action="store_true",
-        help="tickwire clients negotiate permessage-deflate; needs --load replay and only "
+        help="tickwire clients negotiate permessage-deflate; needs --load prerendered and only "
         "tickwire clients (the peers here run uncompressed); the report adds wire B/msg",
     )
     p.add_argument(
@@ -237,7 +237,7 @@ def _server_util(server: dict[str, Any], window: Sequence[float] | None) -> floa
 
 
 def _wire(server: dict[str, Any]) -> dict[str, float]:
-    """Bytes per message the replay server wrote to the socket (frames, compressed or not) and
+    """Bytes per message the load server wrote to the socket (frames, compressed or not) and
     the JSON behind them, over the whole connection; nothing for the simulator."""
     n = int(server.get("messages_sent") or 0)
     if not n or server.get("wire_bytes") is None:
@@ -531,12 +531,14 @@ def _progress(msg: str) -> None:
 def _check_load(
     parser: argparse.ArgumentParser, args: argparse.Namespace, names: list[str]
 ) -> None:
-    """``--compression`` needs the replay server (the simulator negotiates no deflate) and
+    """``--compression`` needs the load server (the simulator negotiates no deflate) and
     tickwire clients only (the peers here cannot negotiate it)."""
     if not args.compression:
         return
-    if args.load != "replay":
-        parser.error("--compression needs --load replay: the simulator does not negotiate deflate")
+    if args.load != "prerendered":
+        parser.error(
+            "--compression needs --load prerendered: the simulator does not negotiate deflate"
+        )
     others = [n for n in names if not PEERS_BY_NAME[n].ours]
     if others:
         parser.error(
@@ -612,8 +614,10 @@ def main(argv: list[str] | None = None) -> int:
         load=args.load,
         compression=args.compression,
     )
-    if s.load == "replay" and s.paced:
-        notes.append("paced replay: no latency recorded (the replay server's time stamps repeat)")
+    if s.load == "prerendered" and s.paced:
+        notes.append(
+            "paced pre-rendered load: no latency recorded (the load server's time stamps repeat)"
+        )
     info = machine()
     if any(p.ours for p in peers):
         info["tickwire_core"] = core_build()

@@ -77,15 +77,15 @@ def render(
     command: str,
 ) -> str:
     """The whole report: context, the summary table, every run, notes."""
-    sim = "sim" if s.load == "sim" else "replay"
-    unit = "simulator events/s" if s.load == "sim" else "replay messages/s"
+    sim = "sim" if s.load == "sim" else "prerendered"
+    unit = "simulator events/s" if s.load == "sim" else "pre-rendered messages/s"
     mode = (
         f"paced at {s.rate:,} {unit}"
         if s.paced
         else f"full speed ({s.server_name} rate 0: as fast as the socket takes it)"
     )
-    if s.load == "replay":
-        mode += ", replay load" + (" (permessage-deflate)" if s.compression else "")
+    if s.load == "prerendered":
+        mode += ", pre-rendered load" + (" (permessage-deflate)" if s.compression else "")
     span = (
         f"first {s.total:,} messages per run"
         if s.total is not None
@@ -109,9 +109,9 @@ def render(
         ),
         f"- {pin}; subscription trade+quote+book5+index, {s.symbols} symbols"
         + (
-            "; replay server: 200,000 pre-rendered messages repeated, sequences gap-free "
+            "; load server: 200,000 pre-rendered messages repeated, sequences gap-free "
             "across passes, time stamps repeating (no latency)"
-            if s.load == "replay"
+            if s.load == "prerendered"
             else ""
         )
         + ("; tickwire clients negotiate permessage-deflate" if s.compression else ""),
@@ -212,7 +212,7 @@ def render(
         f"load` = share of the client's CPU (or of the {s.server_name}'s, when it was near "
         "saturation) used by anything else in that window (median over runs, worst in brackets)"
         + (
-            "; `wire B/msg` = bytes the replay server wrote to the socket per message (frames, "
+            "; `wire B/msg` = bytes the load server wrote to the socket per message (frames, "
             "after compression), over the whole connection"
             if wire
             else ""
@@ -314,8 +314,8 @@ def write_chart(s: Settings, rows: list[dict[str, Any]], path: str) -> str:
         left.barh(labels, rate, xerr=err, color=colors)
         left.set_xlabel("thousand messages/s (median, min-max); higher is better")
         title = f"paced at {s.rate:,}/s" if s.paced else "full speed"
-        if s.load == "replay":
-            title += ", replay load" + (", deflate" if s.compression else "")
+        if s.load == "prerendered":
+            title += ", pre-rendered load" + (", deflate" if s.compression else "")
     else:
         qs = ("p50", "p99", "p99.9")
         height = 0.8 / len(qs)

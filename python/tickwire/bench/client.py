@@ -374,7 +374,7 @@ def run_tickwire(run: Run, *, count_only: bool, busy_poll: float = 0.0) -> dict[
 
     tally = run.tally
     feed = tw.CoinAPI(url=run.url, data_types=DATA_TYPES, heartbeat=False)
-    # Deflate only with --compression (against the replay server; the simulator negotiates none
+    # Deflate only with --compression (against the load server; the simulator negotiates none
     # and no peer asks for it); reconnect=None so a dropped connection ends the run instead of
     # being papered over.
     with tw.connect(feed, reconnect=None, compression=run.compression, busy_poll=busy_poll) as s:
@@ -740,7 +740,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--latency",
         action="store_true",
-        help="record time_coinapi -> receive (simulator only: the replay server's stamps repeat)",
+        help="record time_coinapi -> receive (simulator only: the load server's stamps repeat)",
     )
     p.add_argument(
         "--compression",

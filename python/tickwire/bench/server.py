@@ -3,7 +3,7 @@
 Pins itself (every thread, before the server starts its runtime), serves CoinAPI on 127.0.0.1
 (any free port) and prints one JSON line ``{"url": ...}``. The load is either the bundled
 simulator (``--load sim``: generates the market as it goes, stamps ``time_coinapi`` at
-generation) or the replay server (``--load replay``: 200,000 pre-rendered messages sent over and
+generation) or the load server (``--load prerendered``: 200,000 pre-rendered messages sent over and
 over, sequence numbers continuing gap-free from pass to pass; several times faster than the
 simulator, so a client's own ceiling shows, but its time stamps repeat: no latency with it). It
 then samples its own CPU time every 100 ms until its stdin closes (the harness closes it after the
@@ -26,8 +26,8 @@ from ._common import pin_process, thread_cpus
 
 __all__ = ["main"]
 
-#: Distinct messages the replay server renders (one pass); it then repeats them.
-REPLAY_MESSAGES = 200_000
+#: Distinct messages the load server renders (one pass); it then repeats them.
+PRERENDERED_MESSAGES = 200_000
 
 
 def _cpu() -> float:
@@ -42,22 +42,22 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument(
         "--load",
-        choices=("sim", "replay"),
+        choices=("sim", "prerendered"),
         default="sim",
-        help="sim: the bundled simulator; replay: pre-rendered messages, repeated (sim)",
+        help="sim: the bundled simulator; prerendered: pre-rendered messages, repeated (sim)",
     )
     p.add_argument(
         "--rate",
         type=int,
         default=0,
-        help="sim: events/s, replay: messages/s per connection; 0 = as fast as the socket (0)",
+        help="sim: events/s, prerendered: messages/s per connection; 0 = as fast as the socket (0)",
     )
     p.add_argument("--symbols", type=int, default=100, help="simulated symbols (100)")
     p.add_argument("--seed", type=int, default=0, help="generator seed (0)")
     p.add_argument(
         "--compression",
         action="store_true",
-        help="replay only: accept permessage-deflate when the client offers it",
+        help="prerendered only: accept permessage-deflate when the client offers it",
     )
     p.add_argument("--cpu", type=int, help="pin every thread of this process to this CPU")
     p.add_argument("--max-seconds", type=float, default=600.0, help="stop after this long (600)")
@@ -70,9 +70,9 @@ def start(args: argparse.Namespace) -> Any:
     import tickwire as tw
     from tickwire import _core
 
-    if args.load == "replay":
-        return _core.ReplayServer(
-            messages=REPLAY_MESSAGES,
+    if args.load == "prerendered":
+        return _core.LoadServer(
+            messages=PRERENDERED_MESSAGES,
             symbols=args.symbols,
             seed=args.seed,
             rate=args.rate,
@@ -92,8 +92,8 @@ def start(args: argparse.Namespace) -> Any:
 
 def counters(load: str, server: Any) -> dict[str, Any]:
     """The server's counters, in one shape for both loads (``bytes_sent``: bytes of the
-    frames as sent; the replay server adds the JSON payload bytes before compression)."""
-    if load == "replay":
+    frames as sent; the load server adds the JSON payload bytes before compression)."""
+    if load == "prerendered":
         st: dict[str, int] = server.stats()
         return {
             "connections": st["connections"],
@@ -114,8 +114,8 @@ def counters(load: str, server: Any) -> dict[str, Any]:
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
-    if args.compression and args.load != "replay":
-        parser.error("--compression needs --load replay (the simulator does not negotiate it)")
+    if args.compression and args.load != "prerendered":
+        parser.error("--compression needs --load prerendered (the simulator does not negotiate it)")
     pin_process(args.cpu)
     samples: list[tuple[float, float]] = []
     t0 = time.monotonic()

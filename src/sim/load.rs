@@ -28,7 +28,7 @@ use tokio_tungstenite::tungstenite::handshake::derive_accept_key;
 
 use crate::sim::market::{Kind, Market, Universe};
 
-/// The data types a replay carries: the benchmark's mix.
+/// The data types the load carries: the benchmark's mix.
 const KINDS: [Kind; 4] = [Kind::Trade, Kind::Quote, Kind::Book5, Kind::Index];
 
 /// Width of the sequence field. Sequences start at 10^12 and grow by one per message of a key,
@@ -39,9 +39,9 @@ const SEQ_BASE: u64 = 1_000_000_000_000;
 /// How many bytes are written per `write` call (and between checks for pings and pacing).
 const CHUNK: usize = 256 * 1024;
 
-/// What a replay server sends.
+/// What a load server sends.
 #[derive(Clone, Debug)]
-pub struct ReplayConfig {
+pub struct LoadConfig {
     /// Distinct messages rendered (one pass).
     pub messages: usize,
     pub symbols: usize,
@@ -52,9 +52,9 @@ pub struct ReplayConfig {
     pub compression: bool,
 }
 
-impl Default for ReplayConfig {
+impl Default for LoadConfig {
     fn default() -> Self {
-        ReplayConfig {
+        LoadConfig {
             messages: 100_000,
             symbols: 100,
             seed: 0,
@@ -66,7 +66,7 @@ impl Default for ReplayConfig {
 
 /// Counters over every connection.
 #[derive(Debug, Default)]
-pub struct ReplayStats {
+pub struct LoadStats {
     pub connections: AtomicU64,
     pub messages_sent: AtomicU64,
     /// JSON text bytes (before compression).
@@ -115,7 +115,7 @@ fn frame_header(out: &mut Vec<u8>, opcode: u8, rsv1: bool, len: usize) {
 }
 
 impl Template {
-    fn render(config: &ReplayConfig) -> Template {
+    fn render(config: &LoadConfig) -> Template {
         let universe = Arc::new(Universe::new(config.symbols.max(1)));
         let mut market = Market::new(config.seed, universe.clone());
         let nkeys = universe.symbols.len().max(universe.indexes.len());
@@ -129,7 +129,7 @@ impl Template {
             step: Vec::with_capacity(config.messages),
             payload_at: Vec::with_capacity(config.messages),
         };
-        // Stamps 1 µs apart, starting now: plausible times, fixed for the replay's life.
+        // Stamps 1 µs apart, starting now: plausible times, fixed for the load server's life.
         let t0 = crate::sim::fmt::wall_ns();
         let mut text = String::with_capacity(512);
         let mut made = 0usize;
@@ -171,14 +171,14 @@ impl Template {
     }
 }
 
-/// A running replay server; stops when dropped.
-pub struct ReplayServer {
+/// A running load server; stops when dropped.
+pub struct LoadServer {
     addr: SocketAddr,
-    stats: Arc<ReplayStats>,
+    stats: Arc<LoadStats>,
     shutdown: watch::Sender<bool>,
 }
 
-impl ReplayServer {
+impl LoadServer {
     /// Renders the messages, binds `host:port` (loopback only) and serves on `handle`.
     ///
     /// # Errors
@@ -187,11 +187,11 @@ impl ReplayServer {
         handle: &tokio::runtime::Handle,
         host: &str,
         port: u16,
-        config: ReplayConfig,
-    ) -> std::io::Result<ReplayServer> {
+        config: LoadConfig,
+    ) -> std::io::Result<LoadServer> {
         let (listener, addr) = super::bind_loopback(handle, host, port)?;
         let template = Arc::new(Template::render(&config));
-        let stats = Arc::new(ReplayStats::default());
+        let stats = Arc::new(LoadStats::default());
         let (shutdown, rx) = watch::channel(false);
         handle.spawn(accept_loop(
             listener,
@@ -200,7 +200,7 @@ impl ReplayServer {
             stats.clone(),
             rx,
         ));
-        Ok(ReplayServer {
+        Ok(LoadServer {
             addr,
             stats,
             shutdown,
@@ -216,7 +216,7 @@ impl ReplayServer {
         self.addr
     }
 
-    pub fn stats(&self) -> &ReplayStats {
+    pub fn stats(&self) -> &LoadStats {
         &self.stats
     }
 
@@ -226,7 +226,7 @@ impl ReplayServer {
     }
 }
 
-impl Drop for ReplayServer {
+impl Drop for LoadServer {
     fn drop(&mut self) {
         self.shutdown();
     }
@@ -235,8 +235,8 @@ impl Drop for ReplayServer {
 async fn accept_loop(
     listener: TcpListener,
     template: Arc<Template>,
-    config: Arc<ReplayConfig>,
-    stats: Arc<ReplayStats>,
+    config: Arc<LoadConfig>,
+    stats: Arc<LoadStats>,
     mut shutdown: watch::Receiver<bool>,
 ) {
     loop {
@@ -244,7 +244,7 @@ async fn accept_loop(
             r = listener.accept() => match r {
                 Ok((tcp, _)) => tcp,
                 Err(e) => {
-                    log::debug!("replay: accept failed: {e}");
+                    log::debug!("load server: accept failed: {e}");
                     continue;
                 }
             },
@@ -256,7 +256,7 @@ async fn accept_loop(
             tokio::select! {
                 r = serve(tcp, &template, &config, &stats) => {
                     if let Err(e) = r {
-                        log::debug!("replay: connection ended: {e}");
+                        log::debug!("load server: connection ended: {e}");
                     }
                 }
                 _ = stop.wait_for(|&s| s) => {}
@@ -379,8 +379,8 @@ fn parse_client_frame(buf: &[u8]) -> Option<(u8, Vec<u8>, usize)> {
 async fn serve(
     mut tcp: TcpStream,
     template: &Template,
-    config: &ReplayConfig,
-    stats: &ReplayStats,
+    config: &LoadConfig,
+    stats: &LoadStats,
 ) -> std::io::Result<()> {
     tcp.set_nodelay(true)?;
     let (key, offered) = read_upgrade(&mut tcp).await?;
@@ -508,10 +508,10 @@ mod tests {
 
     #[test]
     fn passes_continue_every_key_without_a_gap() {
-        let config = ReplayConfig {
+        let config = LoadConfig {
             messages: 2_000,
             symbols: 5,
-            ..ReplayConfig::default()
+            ..LoadConfig::default()
         };
         let t = Template::render(&config);
         assert_eq!(t.len(), 2_000);

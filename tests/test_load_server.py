@@ -1,4 +1,4 @@
-"""The benchmark's replay load (``tickwire._core.ReplayServer``): a real WebSocket server on
+"""The benchmark's pre-rendered load (``tickwire._core.LoadServer``): a real WebSocket server on
 127.0.0.1 whose pre-rendered messages repeat with sequence numbers that keep counting, so a
 client sees a gap-free feed across passes, optionally compressed (permessage-deflate)."""
 
@@ -7,7 +7,7 @@ from __future__ import annotations
 import pytest
 
 import tickwire as tw
-from tickwire._core import ReplayServer
+from tickwire._core import LoadServer
 
 TYPES = ("trade", "quote", "book5", "index")
 
@@ -24,7 +24,7 @@ def take(stream: tw.Stream, n: int) -> list[tw.Message]:
 @pytest.mark.timeout(60)
 @pytest.mark.parametrize("compression", [False, True])
 def test_passes_continue_sequences_without_gaps(compression: bool) -> None:
-    with ReplayServer(host="127.0.0.1", messages=500, symbols=10, compression=compression) as srv:
+    with LoadServer(host="127.0.0.1", messages=500, symbols=10, compression=compression) as srv:
         feed = tw.CoinAPI(url=srv.url, data_types=TYPES, heartbeat=False)
         with tw.connect(feed, reconnect=None, compression=compression) as stream:
             msgs = take(stream, 5_000)  # ten passes over the 500 rendered messages
@@ -53,6 +53,6 @@ def test_passes_continue_sequences_without_gaps(compression: bool) -> None:
 
 def test_binds_loopback_only() -> None:
     with pytest.raises(OSError, match="loopback"):
-        ReplayServer(host="0.0.0.0")
+        LoadServer(host="0.0.0.0")
     with pytest.raises(ValueError, match="messages"):
-        ReplayServer(messages=0)
+        LoadServer(messages=0)

@@ -1,5 +1,5 @@
-//! `tickwire._core.ReplayServer`: the benchmark's pre-rendered CoinAPI load (see
-//! `sim::replay`), on the servers' runtime.
+//! `tickwire._core.LoadServer`: the benchmark's pre-rendered CoinAPI load (see
+//! `sim::load`), on the servers' runtime.
 
 use parking_lot::Mutex;
 use pyo3::exceptions::{PyOSError, PyValueError};
@@ -7,24 +7,24 @@ use pyo3::prelude::*;
 use std::sync::atomic::Ordering;
 
 use super::server_runtime;
-use crate::sim::replay::{ReplayConfig, ReplayServer as Server};
+use crate::sim::load::{LoadConfig, LoadServer as Server};
 
-/// `tickwire._core.ReplayServer`: serves `messages` pre-rendered trade/quote/book5/index
+/// `tickwire._core.LoadServer`: serves `messages` pre-rendered trade/quote/book5/index
 /// messages over and over, sequence numbers continuing from pass to pass.
-#[pyclass(frozen, module = "tickwire._core", name = "ReplayServer")]
-pub struct ReplayServer {
+#[pyclass(frozen, module = "tickwire._core", name = "LoadServer")]
+pub struct LoadServer {
     server: Mutex<Option<Server>>,
     url: String,
 }
 
 #[pymethods]
-impl ReplayServer {
+impl LoadServer {
     #[new]
     #[pyo3(signature = (*, host="127.0.0.1", port=0, messages=100_000, symbols=100, seed=0,
         rate=0, compression=false))]
     #[allow(
         clippy::too_many_arguments,
-        reason = "mirrors the keyword options of ReplayServer"
+        reason = "mirrors the keyword options of LoadServer"
     )]
     fn py_new(
         py: Python<'_>,
@@ -41,7 +41,7 @@ impl ReplayServer {
                 "messages must be between 1 and 10,000,000",
             ));
         }
-        let config = ReplayConfig {
+        let config = LoadConfig {
             messages,
             symbols: symbols.max(1),
             seed,
@@ -51,8 +51,8 @@ impl ReplayServer {
         let host = host.to_string();
         let server = py
             .detach(|| Server::start(server_runtime().handle(), &host, port, config))
-            .map_err(|e| PyOSError::new_err(format!("replay server: {e}")))?;
-        Ok(ReplayServer {
+            .map_err(|e| PyOSError::new_err(format!("load server: {e}")))?;
+        Ok(LoadServer {
             url: server.url(),
             server: Mutex::new(Some(server)),
         })
@@ -96,10 +96,10 @@ impl ReplayServer {
     }
 
     fn __repr__(&self) -> String {
-        format!("ReplayServer(url={:?})", self.url)
+        format!("LoadServer(url={:?})", self.url)
     }
 }
 
 pub fn register(m: &Bound<'_, PyModule>) -> PyResult<()> {
-    m.add_class::<ReplayServer>()
+    m.add_class::<LoadServer>()
 }
