@@ -126,15 +126,22 @@ async fn connect(config: &RelayConfig, shards: usize) -> Result<jetstream::Conte
     let js = jetstream::ContextBuilder::new()
         .max_ack_inflight(config.window.max(1).saturating_mul(shards.max(1)) + 1)
         .build(client);
-    js.get_or_create_stream(jetstream::stream::Config {
-        name: config.stream.clone(),
-        subjects: vec!["tickwire.>".into()],
-        duplicate_window: DUPLICATE_WINDOW,
-        storage: jetstream::stream::StorageType::File,
-        ..Default::default()
-    })
-    .await
-    .map_err(|e| format!("cannot create stream {}: {e}", config.stream))?;
+    let created = js
+        .get_or_create_stream(jetstream::stream::Config {
+            name: config.stream.clone(),
+            subjects: vec!["tickwire.>".into()],
+            duplicate_window: DUPLICATE_WINDOW,
+            storage: jetstream::stream::StorageType::File,
+            ..Default::default()
+        })
+        .await;
+    if let Err(e) = created {
+        // Relays that start together may each find no stream and each create it: the ones
+        // that lose the race (the server says the subjects overlap) find the winner's.
+        js.get_stream(&config.stream)
+            .await
+            .map_err(|_| format!("cannot create stream {}: {e}", config.stream))?;
+    }
     Ok(js)
 }
 
