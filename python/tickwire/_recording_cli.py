@@ -311,28 +311,7 @@ def serve(args: argparse.Namespace, seconds: float | None) -> int:
     except OSError as exc:
         print(f"tickwire sim: {exc}", file=sys.stderr)
         return int(cli.EXIT_USAGE if "loopback" in str(exc) else cli.EXIT_ERROR)
-    with simulator as sim:
-        if sim.protocol == "coinapi":
-            print(f"coinapi {sim.url}", flush=True)
-        else:
-            print(f"prices {sim.url_for('prices')}", flush=True)
-            print(f"orders {sim.url_for('orders')}", flush=True)
-        until = f"for {seconds:g} s" if seconds is not None else "until Ctrl-C"
-        print(f"tickwire sim: serving the recording {until}", file=sys.stderr, flush=True)
-        deadline = None if seconds is None else time.monotonic() + seconds
-        try:
-            while deadline is None or time.monotonic() < deadline:
-                time.sleep(0.1 if deadline is None else min(0.1, deadline - time.monotonic()))
-        except KeyboardInterrupt:
-            pass
-        st = sim.stats()
-        print(
-            f"tickwire sim: {st.connections} connections, {st.messages_sent:,} messages, "
-            f"{st.bytes_sent:,} bytes sent",
-            file=sys.stderr,
-            flush=True,
-        )
-    return int(cli.EXIT_OK)
+    return int(cli.serve_for(simulator, "the recording", seconds, generated=False))
 
 
 def sim_options(p: argparse.ArgumentParser) -> None:

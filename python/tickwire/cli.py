@@ -347,14 +347,20 @@ def cmd_sim(args: argparse.Namespace) -> int:
         # Not loopback, or the port is taken: say which, in one line.
         print(f"tickwire sim: {exc}", file=sys.stderr)
         return EXIT_USAGE if "loopback" in str(exc) else EXIT_ERROR
+    return serve_for(simulator, str(args.protocol), seconds, generated=True)
+
+
+def serve_for(simulator: Any, what: str, seconds: float | None, *, generated: bool) -> int:
+    """Prints the simulator's URLs, serves for ``seconds`` (or until Ctrl-C), then prints what
+    it sent; closes it. ``what`` names what is served in the stderr line."""
     with simulator as sim:
-        if args.protocol == "coinapi":
+        if sim.protocol == "coinapi":
             print(f"coinapi {sim.url}", flush=True)
         else:
             print(f"prices {sim.url_for('prices')}", flush=True)
             print(f"orders {sim.url_for('orders')}", flush=True)
         until = f"for {seconds:g} s" if seconds is not None else "until Ctrl-C"
-        print(f"tickwire sim: serving {args.protocol} {until}", file=sys.stderr, flush=True)
+        print(f"tickwire sim: serving {what} {until}", file=sys.stderr, flush=True)
         deadline = None if seconds is None else time.monotonic() + seconds
         try:
             while deadline is None or time.monotonic() < deadline:
@@ -362,9 +368,10 @@ def cmd_sim(args: argparse.Namespace) -> int:
         except KeyboardInterrupt:
             pass
         st = sim.stats()
+        tail = f", {st.generated:,} generated" if generated else ""
         print(
             f"tickwire sim: {st.connections} connections, {st.messages_sent:,} messages, "
-            f"{st.bytes_sent:,} bytes sent, {st.generated:,} generated",
+            f"{st.bytes_sent:,} bytes sent{tail}",
             file=sys.stderr,
             flush=True,
         )
